@@ -1,0 +1,3 @@
+from retab_mcp.cli import main
+
+raise SystemExit(main())

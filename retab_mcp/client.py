@@ -1,0 +1,235 @@
+"""The one HTTP client to the Retab API: retries, the per-call time budget, upstream errors.
+
+Why it does more than the Retab SDK: an agent's tool call has to answer before the MCP client's
+own tool timeout (often 30 to 60 s), whatever the API does. So every call runs inside one budget
+(`RETAB_MCP_CALL_TIMEOUT`) that covers all attempts and waits; retries cover 429, 5xx gateway
+errors, connection errors and timeouts (safe: cancel is idempotent); `Retry-After` is honoured,
+and when it asks for longer than the budget has left the call answers at once instead of sleeping.
+Clock, sleep and jitter are injectable so tests never wait for real.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+from urllib.parse import quote
+
+import anyio
+import httpx
+import pydantic_core
+
+from retab_mcp import __version__
+from retab_mcp.config import Settings
+from retab_mcp.errors import RETRIED_STATUSES, CallFailed, ErrorCode, upstream_failure
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT: Final = f"retab-mcp/{__version__}"
+RUN_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,128}$"
+_RUN_ID: Final = re.compile(RUN_ID_PATTERN)
+
+# A run's output can hold a multi-megabyte PDF as a data URL; anything far beyond that is not
+# a cancel response, and reading it whole would only cost memory.
+MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+BACKOFF_BASE_SECONDS: Final = 0.5
+BACKOFF_CAP_SECONDS: Final = 8.0
+
+
+def run_path(template: str, run_id: str) -> str:
+    """`template` with `{id}` filled by `run_id` as exactly one path segment.
+
+    The id is checked again here, next to where it enters the URL, whatever the caller checked:
+    the Retab SDK sends `../../x` unencoded, which reaches another endpoint.
+    """
+    if not _RUN_ID.fullmatch(run_id):
+        raise CallFailed(ErrorCode.INVALID_ARGUMENT, f"{run_id!r} is not a valid Retab run id.")
+    return template.format(id=quote(run_id, safe=""))
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A 2xx answer: the parsed JSON body and what the envelope reports about the exchange."""
+
+    body: Any
+    http_status: int
+    request_id: str | None
+    attempts: int
+
+
+class RetabClient:
+    """An `httpx.AsyncClient` with Retab's auth, retries and the per-call budget.
+
+    One instance per process (opened in the server's lifespan), so every call shares one
+    connection pool. The key is passed per call, not held here: with the HTTP transport each
+    caller brings their own.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._sleep = sleep
+        self._jitter = jitter
+        self._http = httpx.AsyncClient(
+            base_url=settings.base_url,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            timeout=httpx.Timeout(settings.call_timeout),
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> RetabClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def post(self, path: str, *, api_key: str, noun: str, run_id: str) -> Reply:
+        """POST `path` with retries inside the call budget; a `Reply` or a raised `CallFailed`."""
+        settings = self._settings
+        deadline = self._clock() + settings.call_timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = await self._attempt(path, api_key, noun, run_id, deadline)
+            if isinstance(outcome, Reply):
+                return Reply(outcome.body, outcome.http_status, outcome.request_id, attempt)
+            outcome.attempts = attempt
+            if not _retried(outcome) or attempt >= settings.max_attempts:
+                raise outcome
+            wait = outcome.retry_after_seconds if outcome.retry_after_seconds is not None else self._backoff(attempt)
+            if wait >= deadline - self._clock():
+                # Waiting would overrun the call's budget: answer now, saying when to retry.
+                if outcome.code is ErrorCode.RATE_LIMITED:
+                    outcome.retry_after_seconds = round(wait, 3)
+                raise outcome
+            logger.info("retrying %s after %s in %.2fs (attempt %d)", path, outcome.code, wait, attempt)
+            await self._sleep(wait)
+
+    async def _attempt(self, path: str, api_key: str, noun: str, run_id: str, deadline: float) -> Reply | CallFailed:
+        left = deadline - self._clock()
+        if left <= 0:
+            return _timed_out(self._settings)
+        # One stalled attempt may take half the budget, so a retry still fits after it.
+        attempt_timeout = min(left, self._settings.call_timeout / 2)
+        started = self._clock()
+        try:
+            with anyio.fail_after(attempt_timeout):
+                async with self._http.stream(
+                    "POST",
+                    path,
+                    headers={"Authorization": f"Bearer {api_key}"},
+                    timeout=httpx.Timeout(attempt_timeout),
+                ) as response:
+                    body = await _read_bounded(response)
+        except (TimeoutError, httpx.TimeoutException):
+            logger.info("POST %s timed out after %.2fs", path, self._clock() - started)
+            return _timed_out(self._settings)
+        except _BodyTooLarge:
+            return CallFailed(
+                ErrorCode.INVALID_RESPONSE,
+                f"The Retab API sent a response larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB.",
+                http_status=response.status_code,
+                request_id=response.headers.get("x-request-id"),
+            )
+        except httpx.HTTPError as exc:
+            # The exception's text can carry the URL; the type name says enough and leaks nothing.
+            logger.info("POST %s failed: %s", path, type(exc).__name__)
+            return CallFailed(
+                ErrorCode.NETWORK_ERROR,
+                f"Could not reach the Retab API at {self._settings.base_url} ({type(exc).__name__}).",
+            )
+
+        status = response.status_code
+        request_id = response.headers.get("x-request-id")
+        logger.debug("POST %s -> %d in %.0f ms", path, status, (self._clock() - started) * 1000)
+        if 200 <= status < 300:
+            try:
+                return Reply(pydantic_core.from_json(body), status, request_id, 1)
+            except ValueError:
+                return CallFailed(
+                    ErrorCode.INVALID_RESPONSE,
+                    f"The Retab API answered HTTP {status} with a body that is not JSON.",
+                    http_status=status,
+                    request_id=request_id,
+                )
+        return upstream_failure(
+            status,
+            body,
+            noun=noun,
+            run_id=run_id,
+            request_id=request_id,
+            retry_after_seconds=parse_retry_after(response.headers.get("retry-after")),
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with equal jitter: half the step fixed, half random."""
+        step = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (attempt - 1))
+        return step / 2 + self._jitter() * step / 2
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _read_bounded(response: httpx.Response) -> bytes:
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _retried(failure: CallFailed) -> bool:
+    if failure.http_status is not None:
+        return failure.http_status in RETRIED_STATUSES
+    return failure.code in (ErrorCode.TIMEOUT, ErrorCode.NETWORK_ERROR)
+
+
+def _timed_out(settings: Settings) -> CallFailed:
+    return CallFailed(
+        ErrorCode.TIMEOUT,
+        f"The Retab API did not answer within the call budget of {settings.call_timeout:g} seconds "
+        "(RETAB_MCP_CALL_TIMEOUT).",
+    )

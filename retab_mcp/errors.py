@@ -1,0 +1,248 @@
+"""Error codes, and how every failure of a tool call maps to one.
+
+Every failure a tool call can meet becomes one `CallFailed` carrying an `ErrorCode`; the result
+layer turns it into the envelope's `error` object. The agent decides from the code (and
+`retryable`) what to do next, so each code has one meaning:
+
+| code                   | cause                                      | retryable |
+|------------------------|--------------------------------------------|-----------|
+| invalid_argument       | the tool's arguments are malformed          | no        |
+| configuration_error    | the server is not set up (no API key)       | no        |
+| unauthorized           | HTTP 401: key missing, wrong or revoked     | no        |
+| forbidden              | HTTP 403: key valid, not permitted          | no        |
+| not_found              | HTTP 404: no such run                       | no        |
+| conflict               | HTTP 409: a race; re-read and retry         | yes       |
+| invalid_request        | HTTP 400, 422 and other 4xx                 | no        |
+| rate_limited           | HTTP 429                                    | yes       |
+| upstream_unavailable   | HTTP 5xx                                    | yes       |
+| timeout                | the call's time budget ran out              | yes       |
+| network_error          | the API could not be reached                | yes       |
+| invalid_response       | a body that is not the documented JSON      | no        |
+| internal_error         | a bug in retab-mcp itself                   | no        |
+
+Messages and hints are written here, by the server. Upstream text is untrusted (an HTML error
+page, a stack trace, or text that tries to instruct the model): only a parsed FastAPI `detail`
+is passed on, flattened to one line and bounded in length.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from retab_mcp.endpoints import Endpoint
+
+
+class ErrorCode(StrEnum):
+    INVALID_ARGUMENT = "invalid_argument"
+    CONFIGURATION_ERROR = "configuration_error"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    INVALID_REQUEST = "invalid_request"
+    RATE_LIMITED = "rate_limited"
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    TIMEOUT = "timeout"
+    NETWORK_ERROR = "network_error"
+    INVALID_RESPONSE = "invalid_response"
+    INTERNAL_ERROR = "internal_error"
+
+
+RETRYABLE: Final = frozenset(
+    {
+        ErrorCode.CONFLICT,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.UPSTREAM_UNAVAILABLE,
+        ErrorCode.TIMEOUT,
+        ErrorCode.NETWORK_ERROR,
+    }
+)
+
+# The HTTP statuses the client itself retries (cancel is idempotent, so a repeat is safe).
+# 409 is retryable for the agent, after it re-reads the run, but not blindly by the client.
+RETRIED_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
+
+MAX_DETAIL_CHARS: Final = 300
+
+
+# eq=False: an exception compares by identity (and stays hashable for traceback machinery).
+@dataclass(eq=False)
+class CallFailed(Exception):
+    """A tool call that cannot give the agent a run. Raised by the client and the tool layer."""
+
+    code: ErrorCode
+    message: str
+    http_status: int | None = None
+    request_id: str | None = None
+    retry_after_seconds: float | None = None
+    # A bounded, one-line rendering of the API's own `detail`, when it sent a parsable one.
+    detail: str | None = None
+    attempts: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    @property
+    def retryable(self) -> bool:
+        return self.code in RETRYABLE
+
+
+def code_for_status(status: int) -> ErrorCode:
+    match status:
+        case 401:
+            return ErrorCode.UNAUTHORIZED
+        case 403:
+            return ErrorCode.FORBIDDEN
+        case 404:
+            return ErrorCode.NOT_FOUND
+        case 409:
+            return ErrorCode.CONFLICT
+        case 429:
+            return ErrorCode.RATE_LIMITED
+        case _ if status >= 500:
+            return ErrorCode.UPSTREAM_UNAVAILABLE
+        case _ if 400 <= status < 500:
+            return ErrorCode.INVALID_REQUEST
+        case _:
+            return ErrorCode.INVALID_RESPONSE
+
+
+_STATUS_MESSAGES: Final = {
+    ErrorCode.UNAUTHORIZED: "Retab rejected the API key",
+    ErrorCode.FORBIDDEN: "The API key is valid but not permitted to cancel this {noun}",
+    ErrorCode.NOT_FOUND: "Retab has no {noun} with id {run_id!r}",
+    ErrorCode.CONFLICT: "Retab reported a conflict cancelling {noun} {run_id!r}",
+    ErrorCode.INVALID_REQUEST: "Retab rejected the cancel request for {noun} {run_id!r}",
+    ErrorCode.RATE_LIMITED: "Retab is rate-limiting this API key",
+    ErrorCode.UPSTREAM_UNAVAILABLE: "The Retab API is failing or unavailable",
+    ErrorCode.INVALID_RESPONSE: "The Retab API answered with an unexpected response",
+}
+
+
+def upstream_failure(
+    status: int,
+    body: bytes,
+    *,
+    noun: str,
+    run_id: str,
+    request_id: str | None,
+    retry_after_seconds: float | None,
+) -> CallFailed:
+    """The failure for a non-2xx response: a server-written message plus the parsed `detail`."""
+    code = code_for_status(status)
+    detail = parse_detail(body)
+    message = _STATUS_MESSAGES[code].format(noun=noun, run_id=run_id) + f" (HTTP {status})."
+    if detail:
+        message += f" Retab said: {detail}"
+    return CallFailed(
+        code,
+        message,
+        http_status=status,
+        request_id=request_id,
+        retry_after_seconds=retry_after_seconds,
+        detail=detail,
+    )
+
+
+def parse_detail(body: bytes) -> str | None:
+    """The API's FastAPI-style `detail`, in any of its three shapes, as one bounded line.
+
+    Anything that is not such JSON (an HTML page from a proxy, a stack trace) gives None, so it
+    never reaches the agent.
+    """
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or "detail" not in payload:
+        return None
+    detail = payload["detail"]
+    if isinstance(detail, str):
+        text = detail
+    elif isinstance(detail, dict):
+        # {"code", "message", "details": {"error": ...}}: the inner error is the useful part.
+        inner = detail.get("details")
+        inner_error = inner.get("error") if isinstance(inner, dict) else None
+        text = str(inner_error or detail.get("message") or "")
+    elif isinstance(detail, list):
+        # 422: [{"loc": [...], "msg": ...}, ...]
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = ".".join(str(part) for part in item.get("loc", []))
+                parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg", "")))
+        text = "; ".join(parts)
+    else:
+        return None
+    return bounded_line(text) or None
+
+
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def bounded_line(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    text = _CONTROL.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
+    """What the agent should do next, in the server's words."""
+    tool = endpoint.tool
+    match failure.code:
+        case ErrorCode.INVALID_ARGUMENT:
+            return "Fix the arguments and call again; nothing was sent to Retab."
+        case ErrorCode.CONFIGURATION_ERROR:
+            return (
+                "Ask the user to set RETAB_API_KEY in this MCP server's environment (for example the "
+                '"env" block of its client configuration) and restart it; retrying will not help.'
+            )
+        case ErrorCode.UNAUTHORIZED:
+            return (
+                "The API key is wrong, expired or revoked. Ask the user for a valid Retab API key; "
+                "retrying with the same key will not help."
+            )
+        case ErrorCode.FORBIDDEN:
+            return "The key cannot act on this run (another organization or missing permission). Ask the user."
+        case ErrorCode.NOT_FOUND:
+            if run_id.startswith(endpoint.sibling_prefixes):
+                sibling = endpoint.sibling_tool
+                return f"This id looks like it belongs to {sibling}; call {sibling} with it instead."
+            return (
+                "Check the id: it must be the exact id Retab returned when the run was created. "
+                "Retrying the same id will not help."
+            )
+        case ErrorCode.CONFLICT:
+            return f"The run changed while cancelling. Call {tool} again: cancel is idempotent."
+        case ErrorCode.INVALID_REQUEST:
+            return "Retab refused the request as malformed; check the id. Retrying unchanged will not help."
+        case ErrorCode.RATE_LIMITED:
+            if failure.retry_after_seconds is not None:
+                return f"Wait {failure.retry_after_seconds:g} seconds, then call {tool} again."
+            return f"Wait a few seconds, then call {tool} again."
+        case ErrorCode.UPSTREAM_UNAVAILABLE:
+            wait = f"{failure.retry_after_seconds:g} seconds" if failure.retry_after_seconds else "a minute"
+            return (
+                f"Retab is having trouble; the server already retried. Wait {wait} and call {tool} again; "
+                "if it keeps failing, tell the user the run may still be going."
+            )
+        case ErrorCode.TIMEOUT:
+            return (
+                f"Retab did not answer in time; the cancel may or may not have reached it. Call {tool} "
+                "again (cancel is idempotent) to learn the run's status."
+            )
+        case ErrorCode.NETWORK_ERROR:
+            return (
+                f"Retab could not be reached. Call {tool} again shortly; if it keeps failing, the user "
+                "should check the network and RETAB_API_BASE_URL."
+            )
+        case ErrorCode.INVALID_RESPONSE:
+            return (
+                "Retab's answer could not be read, so the run's status is unknown. Call the tool again "
+                "once; if it repeats, tell the user."
+            )
+        case ErrorCode.INTERNAL_ERROR:
+            return "retab-mcp failed unexpectedly; tell the user (its log on stderr has the details)."

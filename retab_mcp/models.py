@@ -1,0 +1,165 @@
+"""The Retab wire models of the two cancel endpoints, with the API's own field descriptions.
+
+They are lenient exactly where the real API varies, because a cancel that worked must never be
+reported as a failure over a detail of the body:
+- unknown fields are kept, never an error (`extra="allow"`), so new API fields reach the agent;
+- `status` accepts a future value (the schema still lists the six known ones);
+- `object` accepts any string ("file_blueprint" has been seen);
+- `Edit.output` accepts the empty sentinel `{}` the API sends until the run completes;
+- `Edit.file`, `.model` and `.config` may be missing: the cancel page's own example body is just
+  `{"id", "status", "error"}`, and the status is what the agent needs.
+Free-form fields are typed as JSON objects (not `Any`): strict function-calling clients reject
+untyped schemas.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+KnownStatus = Literal["pending", "queued", "in_progress", "completed", "failed", "cancelled"]
+TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})
+ACTIVE_STATUSES: Final = frozenset({"pending", "queued", "in_progress"})
+
+STATUS_DESCRIPTION: Final = (
+    "Lifecycle status. Background runs progress pending -> queued -> in_progress -> "
+    "completed | failed | cancelled; the last three are terminal. A value not listed here is a "
+    "newer status passed through unchanged."
+)
+
+JsonObject = dict[str, Any]
+
+
+class RetabModel(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class FileRef(RetabModel):
+    """Reference to a file stored by Retab."""
+
+    id: str = Field(description="Unique identifier of the file.")
+    filename: str = Field(description="Name of the file.")
+    mime_type: str = Field(description="MIME type of the file.")
+
+
+class PrimitiveError(RetabModel):
+    """Error details of a failed background run."""
+
+    code: str = Field(description="Machine-readable error code.")
+    message: str = Field(description="Human-readable error message.")
+    details: JsonObject | None = Field(default=None, description="Additional error details.")
+
+
+class BBox(RetabModel):
+    """Position of a form field on its page, relative to the page size (0 to 1)."""
+
+    left: float = Field(description="Left edge, relative to the page width.")
+    top: float = Field(description="Top edge, relative to the page height.")
+    width: float = Field(description="Width, relative to the page width.")
+    height: float = Field(description="Height, relative to the page height.")
+    page: int = Field(description="Page number, 1-based.")
+
+
+class FormField(RetabModel):
+    """One form field and the value written into it."""
+
+    bbox: BBox = Field(description="Where the field is on the page.")
+    description: str = Field(description="What the field is for.")
+    type: Literal["text", "checkbox"] | str = Field(description="Field type: text or checkbox.")
+    key: str = Field(description="Key of the field.")
+    value: str | None = Field(default=None, description="Value written into the field.")
+
+
+class MIMEData(RetabModel):
+    """A file's content, usually as a data URL."""
+
+    filename: str = Field(description="Name of the file.")
+    url: str = Field(description="Content URL, often a `data:<mime>;base64,...` URL.")
+
+
+class EditConfig(RetabModel):
+    """Configuration used for the edit operation."""
+
+    color: str | None = Field(default="#000080", description="Hex colour of the filled text.")
+
+
+class EditResult(RetabModel):
+    """The edit result: filled form fields and the rendered PDF."""
+
+    form_data: list[FormField] = Field(description="The form fields with their filled values.")
+    filled_document: MIMEData = Field(description="The filled document.")
+
+
+class RetabUsage(RetabModel):
+    """Usage information for the edit operation."""
+
+    credits: float = Field(description="Credits consumed.")
+    page_count: int | None = Field(default=None, description="Pages processed, when reported.")
+
+
+class FileBlueprint(RetabModel):
+    """A document blueprint generated from an uploaded file."""
+
+    id: str = Field(description="Unique identifier of the file blueprint.")
+    file: FileRef = Field(description="Information about the analyzed file.")
+    object: str = Field(default="file.blueprint", description='Object type, "file.blueprint".')
+    mode: Literal["instant", "reasoning"] | None = Field(
+        default=None, description="Analysis depth used or requested (legacy)."
+    )
+    intent: str | None = Field(default=None, description="User intent supplied with the blueprint request.")
+    output: JsonObject | None = Field(
+        default_factory=dict, description="The generated Document Blueprint payload (can be large)."
+    )
+    status: KnownStatus | str = Field(default="pending", description=STATUS_DESCRIPTION)
+    error: PrimitiveError | None = Field(
+        default=None, description="Error details when a background run fails; null otherwise."
+    )
+    created_at: datetime | None = Field(default=None, description="When the blueprint was created.")
+    started_at: datetime | None = Field(default=None, description="When the run started.")
+    completed_at: datetime | None = Field(default=None, description="When the run reached a terminal state.")
+
+
+class Edit(RetabModel):
+    """An edit result: form-field values written onto a document or template PDF."""
+
+    id: str = Field(description="Unique identifier of the edit.")
+    file: FileRef | None = Field(
+        default=None,
+        description="Information about the source file (input document or template PDF). "
+        "Documented as required; absent from minimal cancel responses.",
+    )
+    model: str | None = Field(
+        default=None,
+        description="Model used for the edit operation. Documented as required; absent from minimal cancel responses.",
+    )
+    config: EditConfig | None = Field(
+        default=None,
+        description="Configuration used for the edit operation. Documented as required; absent from "
+        "minimal cancel responses.",
+    )
+    instructions: str | None = Field(default=None, description="Free-form instructions supplied with the edit request.")
+    template_id: str | None = Field(
+        default=None,
+        description="Template id used when the edit was created from a template; null for direct-document edits.",
+    )
+    output: EditResult | None = Field(
+        default=None,
+        description="The filled form fields and the rendered PDF; null (the API's empty sentinel) "
+        "until status is completed.",
+    )
+    status: KnownStatus | str = Field(default="pending", description=STATUS_DESCRIPTION)
+    error: PrimitiveError | None = Field(
+        default=None, description="Error details when a background run fails; null otherwise."
+    )
+    filled_document_ref: FileRef | None = Field(
+        default=None, description="Durable file reference for the filled document, when materialized."
+    )
+    usage: RetabUsage | None = Field(default=None, description="Usage information for the edit operation.")
+    created_at: datetime | None = Field(default=None, description="When the edit was created.")
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _empty_sentinel_is_none(cls, value: object) -> object:
+        return None if value == {} else value

@@ -1,0 +1,108 @@
+"""The embedded Retab sandbox: an offline stand-in for the two cancel endpoints.
+
+It is how a newcomer runs the server with no key and no network (`retab-mcp --sandbox`), what
+anything else can be pointed at (`retab-mcp sandbox --port N`, then `RETAB_API_BASE_URL`), and
+the backend of the tests, always over a real loopback socket. It follows
+`shared/reference/retab-api.md`: the wire format, both auth headers, runs in every lifecycle
+state that advance over time, idempotent cancel, the API's 404 body, and programmable faults.
+
+Keys: any `rt_test_...` key is accepted (`rt_test_sandbox` is the default), `rt_test_forbidden`
+gets 403, anything else 401. Nothing here is imported unless the sandbox is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import uvicorn
+
+from retab_mcp.sandbox.app import create_app
+from retab_mcp.sandbox.state import (
+    FORBIDDEN_API_KEY,
+    SANDBOX_API_KEY,
+    SEEDED_RUNS,
+    Fault,
+    RecordedRequest,
+    Sandbox,
+    fingerprint,
+)
+
+__all__ = [
+    "FORBIDDEN_API_KEY",
+    "SANDBOX_API_KEY",
+    "SEEDED_RUNS",
+    "Fault",
+    "RecordedRequest",
+    "RunningSandbox",
+    "Sandbox",
+    "create_app",
+    "fingerprint",
+    "serve",
+    "serve_in_thread",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RunningSandbox:
+    sandbox: Sandbox
+    base_url: str
+
+
+def _server(sandbox: Sandbox) -> uvicorn.Server:
+    config = uvicorn.Config(
+        create_app(sandbox),
+        log_config=None,  # the process's own logging (stderr), never stdout
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+    )
+    return uvicorn.Server(config)
+
+
+@contextmanager
+def serve_in_thread(sandbox: Sandbox | None = None, host: str = "127.0.0.1", port: int = 0) -> Iterator[RunningSandbox]:
+    """Serve the sandbox on a loopback socket from a daemon thread, for the life of the block.
+
+    A thread with its own event loop keeps the sandbox out of the MCP server's loop (a stalled
+    sandbox request cannot stall the server) and out of its signal handling.
+    """
+    sandbox = sandbox or Sandbox()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = _server(sandbox)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="retab-sandbox", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the Retab sandbox did not start")
+        time.sleep(0.002)
+    bound_host, bound_port = sock.getsockname()[:2]
+    try:
+        yield RunningSandbox(sandbox, f"http://{bound_host}:{bound_port}")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+        sock.close()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve the sandbox in the foreground until interrupted (`retab-mcp sandbox`)."""
+    with serve_in_thread(host=host, port=port) as running:
+        # The URL on stdout (this is not the MCP server), so scripts can read the port.
+        print(running.base_url, flush=True)
+        print(
+            f"Retab sandbox at {running.base_url} (key {SANDBOX_API_KEY}); Ctrl-C to stop.",
+            file=sys.stderr,
+            flush=True,
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
