@@ -148,8 +148,7 @@ def failed(endpoint: Endpoint, run_id: str, failure: CallFailed) -> CallToolResu
         error=error,
         **{endpoint.noun: None},
     ).model_dump(mode="json")
-    http = f" (HTTP {failure.http_status})" if failure.http_status else ""
-    summary = f"{endpoint.tool} failed: {failure.code}{http}. {failure.message} Next: {error.hint}"
+    summary = f"{endpoint.tool} failed: {failure.code}. {failure.message} Next: {error.hint}"
     return _render(envelope, _to_json(envelope), summary)
 
 

@@ -74,7 +74,9 @@ def serve_in_thread(sandbox: Sandbox | None = None, host: str = "127.0.0.1", por
     sandbox request cannot stall the server) and out of its signal handling.
     """
     sandbox = sandbox or Sandbox()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say so,
+    # and with it on, each response on a kept-alive connection waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     server = _server(sandbox)
