@@ -1,0 +1,80 @@
+"""Settings from the environment, and log redaction."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from retab_mcp.config import ENV_VARS, ConfigError, Settings, normalize_base_url
+from retab_mcp.logs import RedactingFormatter, redact
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://api.retab.com", "https://api.retab.com"),
+        ("https://api.retab.com/", "https://api.retab.com"),
+        ("https://api.retab.com/v1", "https://api.retab.com"),
+        ("https://api.retab.com/v1/", "https://api.retab.com"),
+        ("http://127.0.0.1:8080/proxy/v1", "http://127.0.0.1:8080/proxy"),
+    ],
+)
+def test_base_url_is_normalized_like_the_sdk(raw: str, expected: str) -> None:
+    assert normalize_base_url(raw) == expected
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    settings = Settings.from_env({})
+    assert settings.api_key is None
+    assert (settings.base_url, settings.call_timeout, settings.max_attempts) == ("https://api.retab.com", 30.0, 4)
+    assert settings.log_level == "WARNING"
+
+
+def test_every_variable_is_read() -> None:
+    env = {
+        "RETAB_API_KEY": "rt_test_x",
+        "RETAB_API_BASE_URL": "http://localhost:9/v1",
+        "RETAB_MCP_CALL_TIMEOUT": "12.5",
+        "RETAB_MCP_MAX_ATTEMPTS": "2",
+        "RETAB_MCP_LOG_LEVEL": "debug",
+    }
+    assert {var.name for var in ENV_VARS} >= set(env)
+    settings = Settings.from_env(env)
+    assert (settings.api_key, settings.base_url) == ("rt_test_x", "http://localhost:9")
+    assert (settings.call_timeout, settings.max_attempts, settings.log_level) == (12.5, 2, "DEBUG")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("RETAB_MCP_MAX_ATTEMPTS", "0"), ("RETAB_MCP_MAX_ATTEMPTS", "2.5"), ("RETAB_MCP_CALL_TIMEOUT", "soon")],
+)
+def test_bad_numbers_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_the_key_is_not_in_the_settings_repr() -> None:
+    assert "rt_live_abc" not in repr(Settings(api_key="rt_live_abc"))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Authorization: Bearer abc.def-123",
+        "headers={'Api-Key': 'zzz-secret'}",
+        "key rt_live_0123456789abcdef in the text",
+        "legacy sk_retab_ABCDEF key",
+    ],
+)
+def test_key_shapes_are_redacted(line: str) -> None:
+    masked = redact(line)
+    assert "[redacted]" in masked
+    for secret in ("abc.def-123", "zzz-secret", "rt_live_0123456789abcdef", "sk_retab_ABCDEF"):
+        assert secret not in masked
+
+
+def test_the_configured_key_is_redacted_whatever_its_shape() -> None:
+    formatter = RedactingFormatter(["plainsecret42"])
+    record = logging.LogRecord("x", logging.DEBUG, __file__, 1, "sending %s", ("plainsecret42",), None)
+    assert "plainsecret42" not in formatter.format(record)

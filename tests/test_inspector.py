@@ -1,0 +1,75 @@
+"""End to end with the real MCP Inspector CLI against `retab-mcp --sandbox` over stdio: what a
+developer sees with the quick-start command. Exit codes are the Inspector's: 0 ok, 5 isError,
+6 schema portability errors under --strict."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
+SERVER = [sys.executable, "-m", "retab_mcp", "--sandbox"]
+
+pytestmark = pytest.mark.skipif(shutil.which("npx") is None, reason="npx (Node.js) is not installed")
+
+
+def inspector(*args: str) -> tuple[int, dict[str, Any], str]:
+    done = subprocess.run(
+        ["npx", "-y", INSPECTOR, "--cli", *SERVER, *args, "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    output = json.loads(done.stdout) if done.stdout.strip() else {}
+    return done.returncode, output, done.stderr
+
+
+def test_tools_list_is_clean_under_strict_lint() -> None:
+    code, output, stderr = inspector("--method", "tools/list", "--strict")
+    assert code == 0, stderr
+    assert "schemaFindings" not in output
+    assert "Schema portability" not in stderr
+    tools = {tool["name"]: tool for tool in output["result"]["tools"]}
+    assert sorted(tools) == ["cancel_blueprint", "cancel_edit"]
+    assert tools["cancel_edit"]["annotations"]["destructiveHint"] is True
+    assert tools["cancel_edit"]["inputSchema"]["properties"]["edit_id"]["maxLength"] == 128
+    assert "edit" in tools["cancel_edit"]["outputSchema"]["properties"]
+
+
+def test_a_successful_cancel_exits_0() -> None:
+    code, output, stderr = inspector(
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "cancel_blueprint",
+        "--tool-args-json",
+        '{"blueprint_id": "fbp_a1b2c3d4e5f6"}',
+        "-q",
+    )
+    assert code == 0, stderr
+    envelope = output["result"]["structuredContent"]
+    assert (envelope["ok"], envelope["status"], envelope["terminal"]) == (True, "cancelled", True)
+
+
+def test_an_error_exits_5_with_the_structured_payload_printed() -> None:
+    code, output, _ = inspector(
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "cancel_blueprint",
+        "--tool-args-json",
+        '{"blueprint_id": "edt_01G34H8J2K"}',
+        "-q",
+    )
+    assert code == 5
+    result = output["result"]
+    assert result["isError"] is True
+    error = result["structuredContent"]["error"]
+    assert (error["code"], error["http_status"]) == ("not_found", 404)
+    assert "cancel_edit" in error["hint"]
+    assert json.loads(result["content"][1]["text"]) == result["structuredContent"]

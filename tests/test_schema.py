@@ -1,0 +1,168 @@
+"""The published tool schemas. `snapshots/tools_list.json` is the reviewed copy of tools/list:
+any schema change shows up as a diff of that file. Regenerate it deliberately with
+`RETAB_MCP_UPDATE_SNAPSHOTS=1 uv run pytest tests/test_schema.py`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retab_mcp.config import Settings
+from retab_mcp.server import RetabMCPServer
+from tests.conftest import ERAS, connect
+
+pytestmark = pytest.mark.anyio
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
+
+DOCUMENTED_FIELDS = {
+    "FileBlueprint": {
+        "id",
+        "file",
+        "object",
+        "mode",
+        "intent",
+        "output",
+        "status",
+        "error",
+        "created_at",
+        "started_at",
+        "completed_at",
+    },
+    "Edit": {
+        "id",
+        "file",
+        "model",
+        "config",
+        "instructions",
+        "template_id",
+        "output",
+        "status",
+        "error",
+        "filled_document_ref",
+        "usage",
+        "created_at",
+    },
+    "FileRef": {"id", "filename", "mime_type"},
+    "PrimitiveError": {"code", "message", "details"},
+    "EditConfig": {"color"},
+    "EditResult": {"form_data", "filled_document"},
+    "FormField": {"bbox", "description", "type", "key", "value"},
+    "BBox": {"left", "top", "width", "height", "page"},
+    "MIMEData": {"filename", "url"},
+    "RetabUsage": {"credits"},
+}
+KNOWN_STATUSES = ["pending", "queued", "in_progress", "completed", "failed", "cancelled"]
+
+
+async def list_tools(mode: str) -> list[dict[str, Any]]:
+    async for agent in connect(RetabMCPServer(Settings()), mode):
+        tools = (await agent.client.list_tools()).tools
+        return [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools]
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_tools_list_matches_the_reviewed_snapshot(mode: str) -> None:
+    tools = await list_tools(mode)
+    if os.environ.get("RETAB_MCP_UPDATE_SNAPSHOTS"):
+        SNAPSHOT.write_text(json.dumps(tools, indent=2, sort_keys=True) + "\n")
+    assert tools == json.loads(SNAPSHOT.read_text()), "schema changed: review, then regenerate the snapshot"
+
+
+async def test_exactly_two_tools_with_titles_and_honest_annotations() -> None:
+    tools = {tool["name"]: tool for tool in await list_tools("auto")}
+    assert sorted(tools) == ["cancel_blueprint", "cancel_edit"]
+    for tool in tools.values():
+        assert tool["title"]
+        assert "harmless" in tool["description"]
+        assert tool["annotations"] == {
+            "readOnlyHint": False,
+            "destructiveHint": True,
+            "idempotentHint": True,
+            "openWorldHint": True,
+        }
+
+
+@pytest.mark.parametrize(("tool", "arg"), [("cancel_blueprint", "blueprint_id"), ("cancel_edit", "edit_id")])
+async def test_input_schema_bounds_the_id(tool: str, arg: str) -> None:
+    schema = {t["name"]: t for t in await list_tools("auto")}[tool]["inputSchema"]
+    assert schema["required"] == [arg]
+    assert set(schema["properties"]) == {arg, "include_output"}
+    id_schema = schema["properties"][arg]
+    assert (id_schema["type"], id_schema["pattern"]) == ("string", "^[A-Za-z0-9_-]{1,128}$")
+    assert (id_schema["minLength"], id_schema["maxLength"]) == (1, 128)
+    assert schema["properties"]["include_output"] == {
+        **schema["properties"]["include_output"],
+        "type": "boolean",
+        "default": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("tool", "run_field", "run_model"),
+    [("cancel_blueprint", "blueprint", "FileBlueprint"), ("cancel_edit", "edit", "Edit")],
+)
+async def test_output_schema_is_one_envelope_carrying_every_documented_field(
+    tool: str, run_field: str, run_model: str
+) -> None:
+    schema = {t["name"]: t for t in await list_tools("auto")}[tool]["outputSchema"]
+    assert {"ok", "status", "terminal", "error", run_field} <= set(schema["required"])
+    defs = schema["$defs"]
+    nested = {
+        "FileBlueprint": ["FileRef", "PrimitiveError"],
+        "Edit": [
+            "FileRef",
+            "PrimitiveError",
+            "EditConfig",
+            "EditResult",
+            "FormField",
+            "BBox",
+            "MIMEData",
+            "RetabUsage",
+        ],
+    }
+    for model in [run_model, *nested[run_model]]:
+        assert DOCUMENTED_FIELDS[model] <= set(defs[model]["properties"]), model
+    codes = defs["ErrorCode"]["enum"]
+    for code in [
+        "invalid_argument",
+        "configuration_error",
+        "unauthorized",
+        "forbidden",
+        "not_found",
+        "conflict",
+        "invalid_request",
+        "rate_limited",
+        "upstream_unavailable",
+        "timeout",
+        "network_error",
+        "invalid_response",
+    ]:
+        assert code in codes
+    status_options = schema["properties"]["status"]["anyOf"]
+    assert {"enum": KNOWN_STATUSES, "type": "string"} in status_options
+    assert {"type": "string"} in status_options  # a future status still validates
+
+
+async def test_every_schema_node_is_typed() -> None:
+    """Strict function-calling clients reject untyped (`Any`) schemas."""
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            if "properties" in node:
+                for name, prop in node["properties"].items():
+                    assert {"type", "$ref", "anyOf", "enum", "const"} & set(prop), f"{where}.{name} is untyped"
+            for key, value in node.items():
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]")
+
+    for tool in await list_tools("auto"):
+        walk(tool["inputSchema"], tool["name"] + ".input")
+        walk(tool["outputSchema"], tool["name"] + ".output")

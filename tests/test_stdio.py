@@ -1,0 +1,194 @@
+"""The real server process over stdio: what a desktop client sees. stdout must carry JSON-RPC
+only, at every log level; the key must appear in nothing the process writes, at DEBUG too."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from mcp.client import Client
+from mcp.client.stdio import StdioServerParameters
+
+from retab_mcp import __version__
+from retab_mcp.sandbox import Fault, RunningSandbox, fingerprint
+
+SECRET_KEY = "rt_test_Zq8sK2vN5mW9xP4dL7hT"  # the sandbox accepts any rt_test_ key
+LEGACY = "2025-11-25"
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETAB_", "PYTHONDONTWRITEBYTECODE"))}
+    return {**env, **extra}
+
+
+class StdioServer:
+    """`python -m retab_mcp` driven over raw pipes, so every byte on stdout is inspected."""
+
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "retab_mcp", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        self.stdout_lines: list[bytes] = []
+        self._messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._next_id = 0
+        self._stderr: list[bytes] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        self._stderr.extend(self.process.stderr)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.stdout_lines.append(line)
+            with contextlib.suppress(ValueError):  # a non-JSON line is kept above; the test fails on it
+                self._messages.put(json.loads(line))
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        self.process.stdin.flush()
+
+    def request(self, method: str, params: dict[str, Any] | None = None, timeout: float = 15) -> dict[str, Any]:
+        self._next_id += 1
+        self.send({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params or {}})
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self._messages.get(timeout=max(0.01, deadline - time.monotonic()))
+            if message.get("id") == self._next_id:
+                return message
+
+    def initialize(self) -> dict[str, Any]:
+        reply = self.request(
+            "initialize",
+            {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}},
+        )
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        return reply
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return self.request("tools/call", {"name": tool, "arguments": arguments})
+
+    def close(self) -> str:
+        assert self.process.stdin is not None
+        self.process.stdin.close()  # end of input: the server exits on its own
+        self.process.wait(timeout=15)
+        self._stderr_reader.join(timeout=5)
+        return b"".join(self._stderr).decode()
+
+
+@pytest.fixture
+def debug_server(sandbox: RunningSandbox) -> Iterator[StdioServer]:
+    env = server_env(RETAB_API_KEY=SECRET_KEY, RETAB_API_BASE_URL=sandbox.base_url + "/v1/")
+    server = StdioServer("--log-level", "DEBUG", env=env)
+    yield server
+    if server.process.poll() is None:
+        server.process.kill()
+
+
+def test_stdout_is_json_rpc_only_and_the_key_never_appears(debug_server: StdioServer, sandbox: RunningSandbox) -> None:
+    init = debug_server.initialize()
+    assert init["result"]["serverInfo"]["name"] == "retab-mcp"
+    assert init["result"]["serverInfo"]["version"] == __version__
+    assert len(debug_server.request("tools/list")["result"]["tools"]) == 2
+
+    ok = debug_server.call("cancel_edit", {"edit_id": "edt_running01"})["result"]
+    assert ok["structuredContent"]["status"] == "cancelled"
+    missing = debug_server.call("cancel_blueprint", {"blueprint_id": "fbp_nope"})["result"]
+    assert missing["isError"] is True
+    assert missing["structuredContent"]["error"]["code"] == "not_found"
+    bad = debug_server.call("cancel_edit", {"edit_id": "../x"})["result"]
+    assert bad["structuredContent"]["error"]["code"] == "invalid_argument"
+    unknown = debug_server.call("cancel_all", {})
+    assert unknown["error"]["code"] == -32602
+
+    stderr = debug_server.close()
+    assert debug_server.process.returncode == 0
+    assert debug_server.stdout_lines, "no output at all"
+    for line in debug_server.stdout_lines:
+        assert json.loads(line)["jsonrpc"] == "2.0", line
+    stdout = b"".join(debug_server.stdout_lines).decode()
+    # The key was really used (the sandbox saw it) and really logged about at DEBUG...
+    assert fingerprint(SECRET_KEY) in {r.key_fingerprint for r in sandbox.sandbox.recorded()}
+    assert "DEBUG" in stderr
+    assert "HTTP Request: POST" in stderr  # httpx's own request log, which names the URL
+    # ...yet it appears nowhere the process wrote.
+    assert SECRET_KEY not in stdout
+    assert SECRET_KEY not in stderr
+    assert SECRET_KEY[8:] not in stderr
+
+
+def test_429_with_retry_after_1_then_200_succeeds_after_about_a_second(
+    debug_server: StdioServer, sandbox: RunningSandbox
+) -> None:
+    debug_server.initialize()
+    sandbox.sandbox.add_fault(Fault(status=429, headers={"Retry-After": "1"}, match="/v1/edits/"))
+    started = time.monotonic()
+    result = debug_server.call("cancel_edit", {"edit_id": "edt_running01"})["result"]
+    elapsed = time.monotonic() - started
+    assert result["structuredContent"]["status"] == "cancelled"
+    assert 0.95 <= elapsed < 2.5
+    assert len(sandbox.sandbox.recorded()) == 2
+    debug_server.close()
+
+
+def test_missing_key_starts_lists_warns_once_and_sends_nothing(sandbox: RunningSandbox) -> None:
+    server = StdioServer(env=server_env(RETAB_API_BASE_URL=sandbox.base_url))
+    server.initialize()
+    assert [t["name"] for t in server.request("tools/list")["result"]["tools"]] == ["cancel_blueprint", "cancel_edit"]
+    result = server.call("cancel_blueprint", {"blueprint_id": "fbp_a1b2c3d4e5f6"})["result"]
+    assert result["structuredContent"]["error"]["code"] == "configuration_error"
+    assert "RETAB_API_KEY" in result["structuredContent"]["error"]["message"]
+    stderr = server.close()
+    warnings = [line for line in stderr.splitlines() if "RETAB_API_KEY" in line]
+    assert len(warnings) == 1
+    assert "WARNING" in warnings[0]
+    assert sandbox.sandbox.recorded() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RETAB_MCP_MAX_ATTEMPTS", "many"),
+        ("RETAB_MCP_CALL_TIMEOUT", "-1"),
+        ("RETAB_API_BASE_URL", "ftp://x"),
+        ("RETAB_MCP_LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_a_bad_setting_stops_the_server_with_a_message_naming_it(name: str, value: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "retab_mcp"], env=server_env(**{name: value}), capture_output=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert done.stdout == b""
+    assert name in done.stderr.decode() or "log level" in done.stderr.decode()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_both_eras_over_real_stdio_with_the_sdk_client(sandbox: RunningSandbox, mode: str) -> None:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "retab_mcp"],
+        env=server_env(RETAB_API_KEY=SECRET_KEY, RETAB_API_BASE_URL=sandbox.base_url),
+    )
+    async with Client(params, mode=mode) as client:
+        result = await client.call_tool("cancel_blueprint", {"blueprint_id": "fbp_queued01"})
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "cancelled"
