@@ -1,6 +1,7 @@
 """Command line: flags -> settings -> transport.
 
     retab-mcp [--sandbox] [--log-level LEVEL]     the MCP server over stdio
+    retab-mcp --transport http [--host H] [--port N] [--stateful] ...   over Streamable HTTP
     retab-mcp sandbox [--host H] [--port N]       the Retab sandbox alone, on loopback
 
 Flags win over environment variables (config.ENV_VARS). A bad setting exits with status 2 and
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from retab_mcp import __version__
-from retab_mcp.config import LOG_LEVELS, ConfigError, Settings, parse_log_level
+from retab_mcp.config import LOG_LEVELS, ConfigError, Settings, parse_http_path, parse_log_level, split_list
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +36,19 @@ def _parser() -> argparse.ArgumentParser:
         choices=LOG_LEVELS,
         help="stderr log level (default: RETAB_MCP_LOG_LEVEL, else WARNING)",
     )
+    http = parser.add_argument_group("HTTP transport (each flag has an environment twin: config.ENV_VARS)")
+    http.add_argument("--transport", choices=("stdio", "http"), help="stdio (default) or http (Streamable HTTP)")
+    http.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    http.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    http.add_argument("--path", dest="http_path", help="path of the MCP endpoint (default /mcp)")
+    http.add_argument(
+        "--stateful",
+        action="store_true",
+        default=None,
+        help="keep sessions and SSE streams (default: stateless JSON, any replica answers any request)",
+    )
+    http.add_argument("--allowed-hosts", help="extra accepted Host values, comma-separated (name:* for any port)")
+    http.add_argument("--allowed-origins", help="extra accepted Origin values, comma-separated")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     sandbox = commands.add_parser("sandbox", help="serve the Retab sandbox alone on loopback")
     sandbox.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -45,9 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_env()
-        if args.log_level:
-            settings = replace(settings, log_level=parse_log_level(args.log_level))
+        settings = _settings(args)
     except ConfigError as exc:
         print(f"retab-mcp: {exc}", file=sys.stderr)
         return 2
@@ -64,7 +76,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from retab_mcp.server import RetabMCPServer
 
-    if args.sandbox:
-        settings = replace(settings, sandbox=True)
-    RetabMCPServer(settings).run("stdio")
+    server = RetabMCPServer(settings)
+    if settings.transport == "http":
+        from retab_mcp.http import serve as serve_http
+
+        serve_http(server, settings)
+    else:
+        server.run("stdio")
     return 0
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The environment's settings, with the flags given on the command line on top."""
+    settings = Settings.from_env()
+    flags = {
+        "log_level": parse_log_level(args.log_level) if args.log_level else None,
+        "sandbox": args.sandbox or None,
+        "transport": args.transport,
+        "host": args.host,
+        "port": args.port,
+        "http_path": parse_http_path(args.http_path) if args.http_path else None,
+        "stateful": args.stateful,
+        "allowed_hosts": split_list(args.allowed_hosts) if args.allowed_hosts else None,
+        "allowed_origins": split_list(args.allowed_origins) if args.allowed_origins else None,
+    }
+    settings = replace(settings, **{name: value for name, value in flags.items() if value is not None})
+    if settings.transport == "http":
+        settings.check_http_exposure()
+    return settings

@@ -36,7 +36,27 @@ ENV_VARS: Final = (
     ),
     EnvVar("RETAB_MCP_MAX_ATTEMPTS", "4", "Upstream attempts per tool call, the first one included (1 to 10)."),
     EnvVar("RETAB_MCP_LOG_LEVEL", "WARNING", "Log level of the stderr log: " + ", ".join(LOG_LEVELS) + "."),
+    EnvVar("RETAB_MCP_TRANSPORT", "stdio", "`stdio`, or `http` for Streamable HTTP."),
+    EnvVar("RETAB_MCP_HOST", "127.0.0.1", "HTTP: address to listen on."),
+    EnvVar("RETAB_MCP_PORT", "8000", "HTTP: port to listen on."),
+    EnvVar("RETAB_MCP_HTTP_PATH", "/mcp", "HTTP: path of the MCP endpoint."),
+    EnvVar(
+        "RETAB_MCP_STATEFUL",
+        "false",
+        "HTTP: `true` keeps sessions and SSE streams; the default (stateless, JSON responses) lets any "
+        "replica answer any request.",
+    ),
+    EnvVar(
+        "RETAB_MCP_AUTH_TOKEN",
+        None,
+        "HTTP with a server key (`RETAB_API_KEY` set): the bearer token callers must present.",
+        secret=True,
+    ),
+    EnvVar("RETAB_MCP_ALLOWED_HOSTS", "", "HTTP: extra accepted `Host` values, comma-separated (`name:*` = any port)."),
+    EnvVar("RETAB_MCP_ALLOWED_ORIGINS", "", "HTTP: extra accepted `Origin` values, comma-separated."),
+    EnvVar("RETAB_MCP_SHUTDOWN_GRACE", "20", "HTTP: seconds in-flight calls get to finish after SIGTERM."),
 )
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class ConfigError(ValueError):
@@ -52,6 +72,20 @@ class Settings:
     log_level: LogLevel = "WARNING"
     # Serve the embedded Retab sandbox in this process and talk to it instead of `base_url`.
     sandbox: bool = False
+    transport: Literal["stdio", "http"] = "stdio"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    http_path: str = "/mcp"
+    stateful: bool = False
+    auth_token: str | None = field(default=None, repr=False)
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    shutdown_grace: float = 20.0
+
+    @property
+    def uses_server_key(self) -> bool:
+        """Upstream calls use one key of the server's (or the sandbox's), not each caller's own."""
+        return bool(self.api_key) or self.sandbox
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -68,7 +102,25 @@ class Settings:
             call_timeout=_number("RETAB_MCP_CALL_TIMEOUT", get("RETAB_MCP_CALL_TIMEOUT"), float, 0.1, 3600),
             max_attempts=_number("RETAB_MCP_MAX_ATTEMPTS", get("RETAB_MCP_MAX_ATTEMPTS"), int, 1, 10),
             log_level=parse_log_level(get("RETAB_MCP_LOG_LEVEL") or "WARNING"),
+            transport=parse_transport(get("RETAB_MCP_TRANSPORT") or "stdio"),
+            host=get("RETAB_MCP_HOST") or "127.0.0.1",
+            port=_number("RETAB_MCP_PORT", get("RETAB_MCP_PORT"), int, 0, 65535),
+            http_path=parse_http_path(get("RETAB_MCP_HTTP_PATH") or "/mcp"),
+            stateful=_flag("RETAB_MCP_STATEFUL", get("RETAB_MCP_STATEFUL")),
+            auth_token=get("RETAB_MCP_AUTH_TOKEN"),
+            allowed_hosts=split_list(get("RETAB_MCP_ALLOWED_HOSTS")),
+            allowed_origins=split_list(get("RETAB_MCP_ALLOWED_ORIGINS")),
+            shutdown_grace=_number("RETAB_MCP_SHUTDOWN_GRACE", get("RETAB_MCP_SHUTDOWN_GRACE"), float, 0, 3600),
         )
+
+    def check_http_exposure(self) -> None:
+        """Refuse to be an open relay: a server key served beyond loopback needs an auth token."""
+        if self.uses_server_key and not self.auth_token and self.host not in LOOPBACK_HOSTS:
+            raise ConfigError(
+                f"refusing to serve on {self.host} with a server-side Retab key and no RETAB_MCP_AUTH_TOKEN: "
+                "anyone who can reach the port could spend that key. Set RETAB_MCP_AUTH_TOKEN (callers send "
+                "it as a bearer token), or unset RETAB_API_KEY so each caller brings their own key."
+            )
 
 
 def normalize_base_url(url: str) -> str:
@@ -89,6 +141,35 @@ def parse_log_level(value: str) -> LogLevel:
 
 
 _Number = TypeVar("_Number", int, float)
+
+
+def parse_transport(value: str) -> Literal["stdio", "http"]:
+    match value.strip().lower():
+        case "stdio":
+            return "stdio"
+        case "http":
+            return "http"
+    raise ConfigError(f"RETAB_MCP_TRANSPORT must be stdio or http (got {value!r})")
+
+
+def parse_http_path(value: str) -> str:
+    path = "/" + value.strip().strip("/")
+    if path == "/" or any(part in ("healthz", "readyz") for part in path.split("/")):
+        raise ConfigError(f"RETAB_MCP_HTTP_PATH must be a path like /mcp, not /healthz or /readyz (got {value!r})")
+    return path
+
+
+def split_list(value: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
+
+
+def _flag(name: str, raw: str | None) -> bool:
+    value = (raw or "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false (got {raw!r})")
 
 
 def _number(name: str, raw: str | None, kind: type[_Number], low: _Number, high: _Number) -> _Number:

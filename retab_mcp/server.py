@@ -20,9 +20,11 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
@@ -41,6 +43,9 @@ from retab_mcp.errors import CallFailed, ErrorCode
 from retab_mcp.results import failed, invalid_arguments, result_model, succeeded
 
 logger = logging.getLogger(__name__)
+# One JSON line per tool call at INFO (tool, id, outcome, upstream status, attempts, latency): the
+# operational record of an HTTP deployment. Never the key.
+call_log = logging.getLogger("retab_mcp.calls")
 
 INSTRUCTIONS = (
     "Tools to stop background Retab runs: cancel_blueprint for file blueprint runs (ids like "
@@ -70,32 +75,37 @@ class AppState:
     client: RetabClient
 
 
-def lifespan(settings: Settings) -> Callable[[MCPServer[AppState]], AbstractAsyncContextManager[AppState]]:
-    @asynccontextmanager
-    async def run(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        async with AsyncExitStack() as stack:
-            effective = settings
-            if settings.sandbox:
-                from retab_mcp.sandbox import SANDBOX_API_KEY, serve_in_thread
+@asynccontextmanager
+async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
+    assert isinstance(server, RetabMCPServer)
+    settings = server.config
+    async with AsyncExitStack() as stack:
+        if settings.sandbox:
+            from retab_mcp.sandbox import SANDBOX_API_KEY, serve_in_thread
 
-                # Never the user's real key: the sandbox records what it is sent.
-                sandbox = stack.enter_context(serve_in_thread())
-                effective = replace(settings, base_url=sandbox.base_url, api_key=SANDBOX_API_KEY)
-            elif not settings.api_key:
-                logger.warning(
-                    "RETAB_API_KEY is not set: the tools are listed, but every call will answer "
-                    "configuration_error until it is set."
-                )
-            client = await stack.enter_async_context(RetabClient(effective))
-            yield AppState(effective, client)
-
-    return run
+            # Never the user's real key: the sandbox records what it is sent.
+            sandbox = stack.enter_context(serve_in_thread())
+            settings = replace(settings, base_url=sandbox.base_url, api_key=SANDBOX_API_KEY)
+        elif not settings.api_key and settings.transport == "stdio":
+            logger.warning(
+                "RETAB_API_KEY is not set: the tools are listed, but every call will answer "
+                "configuration_error until it is set."
+            )
+        client = await stack.enter_async_context(RetabClient(settings))
+        server.state = AppState(settings, client)
+        try:
+            yield server.state
+        finally:
+            server.state = None
 
 
 class RetabMCPServer(MCPServer[AppState]):
     """MCPServer whose tool calls always answer with the tool's envelope (see the top comment)."""
 
     def __init__(self, settings: Settings, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> None:
+        self.config = settings
+        # Set while the lifespan runs: the upstream client is open. What /readyz reports.
+        self.state: AppState | None = None
         self._tools = {endpoint.tool: _build_tool(endpoint) for endpoint in endpoints}
         super().__init__(
             "retab-mcp",
@@ -104,7 +114,7 @@ class RetabMCPServer(MCPServer[AppState]):
             instructions=INSTRUCTIONS,
             website_url="https://docs.retab.com",
             tools=[tool for tool, _ in self._tools.values()],
-            lifespan=lifespan(settings),
+            lifespan=lifespan,
             log_level=settings.log_level,
         )
 
@@ -123,27 +133,67 @@ class RetabMCPServer(MCPServer[AppState]):
         return await super().call_tool(name, arguments, context)
 
 
-async def cancel(endpoint: Endpoint, run_id: str, include_output: bool, state: AppState) -> CallToolResult:
+async def cancel(
+    endpoint: Endpoint, run_id: str, include_output: bool, state: AppState, headers: Mapping[str, str] | None
+) -> CallToolResult:
     """The body of every tool: one POST, and the envelope for whatever came back."""
+    started = time.perf_counter()
+    attempts, http_status = 0, None
     try:
-        api_key = state.settings.api_key
-        if not api_key:
-            raise CallFailed(
-                ErrorCode.CONFIGURATION_ERROR,
-                "No Retab API key: RETAB_API_KEY is not set in this server's environment. Nothing was sent.",
-            )
+        api_key = _api_key(state.settings, headers)
         reply = await state.client.post(
             run_path(endpoint.path, run_id), api_key=api_key, noun=endpoint.noun, run_id=run_id
         )
-        return succeeded(endpoint, reply.body, include_output=include_output)
+        attempts, http_status = reply.attempts, reply.http_status
+        result = succeeded(endpoint, reply.body, include_output=include_output)
     except CallFailed as failure:
-        return failed(endpoint, run_id, failure)
+        attempts, http_status = failure.attempts or attempts, failure.http_status or http_status
+        result = failed(endpoint, run_id, failure)
     except Exception:
         # A bug here must still answer the call with an envelope; the traceback stays on stderr.
         logger.exception("%s(%r) failed unexpectedly", endpoint.tool, run_id)
-        return failed(
-            endpoint, run_id, CallFailed(ErrorCode.INTERNAL_ERROR, "retab-mcp failed while handling the call.")
+        bug = CallFailed(ErrorCode.INTERNAL_ERROR, "retab-mcp failed while handling the call.")
+        result = failed(endpoint, run_id, bug)
+    if call_log.isEnabledFor(logging.INFO):
+        envelope = result.structured_content or {}
+        error = envelope.get("error") or {}
+        call_log.info(
+            json.dumps(
+                {
+                    "event": "tool_call",
+                    "tool": endpoint.tool,
+                    "id": run_id,
+                    "outcome": error.get("code", "ok"),
+                    "status": envelope.get("status"),
+                    "upstream_status": http_status,
+                    "attempts": attempts,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                }
+            )
         )
+    return result
+
+
+def caller_key(headers: Mapping[str, str] | None) -> str | None:
+    """The Retab key an HTTP caller sent: `Authorization: Bearer <key>` or `Api-Key: <key>`."""
+    if not headers:
+        return None
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return headers.get("api-key", "").strip() or None
+
+
+def _api_key(settings: Settings, headers: Mapping[str, str] | None) -> str:
+    # A server key wins: then the caller's Authorization header carries the server's auth token,
+    # which must never be sent to Retab.
+    key = settings.api_key or caller_key(headers)
+    if not key:
+        raise CallFailed(
+            ErrorCode.CONFIGURATION_ERROR,
+            "No Retab API key: RETAB_API_KEY is not set in this server's environment. Nothing was sent.",
+        )
+    return key
 
 
 def _build_tool(endpoint: Endpoint) -> tuple[Tool, Endpoint]:
@@ -161,7 +211,7 @@ def _build_tool(endpoint: Endpoint) -> tuple[Tool, Endpoint]:
 
     async def tool(ctx: Context[AppState, Any], **arguments: Any) -> CallToolResult:
         state: AppState = ctx.request_context.lifespan_context
-        return await cancel(endpoint, arguments[endpoint.id_arg], arguments["include_output"], state)
+        return await cancel(endpoint, arguments[endpoint.id_arg], arguments["include_output"], state, ctx.headers)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     tool.__name__ = endpoint.tool

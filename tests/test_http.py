@@ -1,0 +1,384 @@
+"""Streamable HTTP, end to end: real server processes on loopback, the SDK's HTTP client in both
+eras, key isolation under concurrency, statelessness across two processes, the auth matrix,
+Host/Origin checks, probes, SIGTERM draining and the per-call log line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import anyio
+import httpx
+import httpx2
+import pytest
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from retab_mcp.sandbox import SANDBOX_API_KEY, Fault, RunningSandbox, fingerprint
+
+KEY_A = "rt_test_callerA_8f2k1m"
+KEY_B = "rt_test_callerB_3q9z7x"
+SERVER_KEY = "rt_test_serverKey_55ab"
+TOKEN = "shared-secret-token-0f1e2d"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class HttpServer:
+    def __init__(self, process: subprocess.Popen[bytes], port: int, stderr: list[bytes]) -> None:
+        self.process = process
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.mcp = self.url + "/mcp"
+        self._stderr = stderr
+
+    @property
+    def stderr(self) -> str:
+        return b"".join(self._stderr).decode()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+
+@contextmanager
+def http_server(*args: str, **env: str) -> Iterator[HttpServer]:
+    port = free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RETAB_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "retab_mcp", "--transport", "http", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**base, "RETAB_MCP_LOG_LEVEL": "INFO", **env},
+    )
+    stderr: list[bytes] = []
+    assert process.stderr is not None
+    reader = threading.Thread(target=lambda: stderr.extend(process.stderr or []), daemon=True)
+    reader.start()
+    server = HttpServer(process, port, stderr)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(server.url + "/readyz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, server.stderr
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.05)
+    try:
+        yield server
+    finally:
+        server.stop()
+        reader.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def caller_key_server(_running_sandbox: RunningSandbox) -> Iterator[HttpServer]:
+    """No server key: each caller brings their own. Shared by the tests of this module."""
+    with http_server(RETAB_API_BASE_URL=_running_sandbox.base_url) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server_key_server(_running_sandbox: RunningSandbox) -> Iterator[HttpServer]:
+    env = {"RETAB_API_KEY": SERVER_KEY, "RETAB_MCP_AUTH_TOKEN": TOKEN, "RETAB_API_BASE_URL": _running_sandbox.base_url}
+    with http_server(**env) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def public_names_server(_running_sandbox: RunningSandbox) -> Iterator[HttpServer]:
+    with http_server(
+        "--allowed-hosts", "mcp.example.com:*", "--allowed-origins", "https://app.example.com",
+        RETAB_API_BASE_URL=_running_sandbox.base_url,
+    ) as server:  # fmt: skip
+        yield server
+
+
+def wait_for(condition: Any, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+@asynccontextmanager
+async def mcp_client(url: str, headers: dict[str, str], mode: str = "auto") -> AsyncIterator[Client]:
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+    ):
+        yield client
+
+
+def jsonrpc(method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
+
+
+LEGACY_HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
+
+
+# -- the transport, both eras ---------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.parametrize("header", ["Authorization", "Api-Key"])
+async def test_both_tools_over_http_in_both_eras(
+    caller_key_server: HttpServer, sandbox: RunningSandbox, mode: str, header: str
+) -> None:
+    value = f"Bearer {KEY_A}" if header == "Authorization" else KEY_A
+    async with mcp_client(caller_key_server.mcp, {header: value}, mode) as client:
+        assert [t.name for t in (await client.list_tools()).tools] == ["cancel_blueprint", "cancel_edit"]
+        blueprint = await client.call_tool("cancel_blueprint", {"blueprint_id": "fbp_running01"})
+        edit = await client.call_tool("cancel_edit", {"edit_id": "edt_unknown"})
+    assert blueprint.structured_content is not None
+    assert blueprint.structured_content["status"] == "cancelled"
+    assert edit.is_error
+    assert edit.structured_content is not None
+    assert edit.structured_content["error"]["code"] == "not_found"
+    assert {r.key_fingerprint for r in sandbox.sandbox.recorded()} == {fingerprint(KEY_A)}
+
+
+# -- key isolation ----------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_200_interleaved_calls_from_two_callers_never_cross_keys(
+    caller_key_server: HttpServer, sandbox: RunningSandbox
+) -> None:
+    answers: list[tuple[str, str]] = []
+
+    async def call(client: Client, caller: str, n: int) -> None:
+        result = await client.call_tool("cancel_edit", {"edit_id": f"edt_{caller}{n}"})
+        assert result.structured_content is not None
+        answers.append((caller, result.structured_content["error"]["code"]))
+
+    async with (
+        mcp_client(caller_key_server.mcp, {"Authorization": f"Bearer {KEY_A}"}) as alice,
+        mcp_client(caller_key_server.mcp, {"Api-Key": KEY_B}) as bob,
+        anyio.create_task_group() as group,
+    ):
+        for n in range(100):  # interleaved: A B A B ...
+            group.start_soon(call, alice, "alice", n)
+            group.start_soon(call, bob, "bob", n)
+
+    assert len(answers) == 200
+    assert {code for _, code in answers} == {"not_found"}
+    requests = [r for r in sandbox.sandbox.recorded() if r.path.startswith("/v1/edits/")]
+    assert len(requests) == 200
+    expected = {"alice": fingerprint(KEY_A), "bob": fingerprint(KEY_B)}
+    crossed = [r for r in requests if r.key_fingerprint != expected["alice" if "alice" in r.path else "bob"]]
+    assert crossed == []
+    # ...and the keys reached no log line.
+    wait_for(lambda: caller_key_server.stderr.count('"event": "tool_call"') >= 200)
+    assert KEY_A not in caller_key_server.stderr
+    assert KEY_B not in caller_key_server.stderr
+
+
+# -- statelessness ----------------------------------------------------------------------------------
+
+
+class Alternating(httpx2.AsyncBaseTransport):
+    """Sends each request to the next server in turn, as a load balancer without affinity would."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self.served: list[int] = []
+        self.inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        port = self.ports[len(self.served) % len(self.ports)]
+        self.served.append(port)
+        request.url = request.url.copy_with(port=port)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_consecutive_calls_alternating_between_two_processes_all_succeed(
+    sandbox: RunningSandbox, mode: str
+) -> None:
+    env = {"RETAB_API_BASE_URL": sandbox.base_url}
+    with http_server(**env) as first, http_server(**env) as second:
+        transport = Alternating([first.port, second.port])
+        async with (
+            httpx2.AsyncClient(transport=transport, headers={"Authorization": f"Bearer {KEY_A}"}) as http,
+            Client(streamable_http_client(first.mcp, http_client=http), mode=mode) as client,
+        ):
+            for run_id in ["edt_running01", "edt_queued01", "edt_pending01", "edt_01G34H8J2K", "edit_01G34H8J2K"]:
+                result = await client.call_tool("cancel_edit", {"edit_id": run_id})
+                assert result.structured_content is not None
+                assert result.structured_content["status"] == "cancelled", run_id
+    assert set(transport.served) == {first.port, second.port}
+    assert first.stop() == 0
+    assert second.stop() == 0
+
+
+# -- the auth matrix --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, 401),
+        ({"Authorization": "Bearer"}, 401),
+        ({"Authorization": f"Bearer {KEY_A}"}, 200),
+        ({"Api-Key": KEY_A}, 200),
+    ],
+    ids=["no-key", "wrong-scheme", "empty-bearer", "bearer", "api-key"],
+)
+def test_callers_key_mode(caller_key_server: HttpServer, headers: dict[str, str], status: int) -> None:
+    response = httpx.post(caller_key_server.mcp, json=jsonrpc("tools/list"), headers={**LEGACY_HEADERS, **headers})
+    assert response.status_code == status
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert "Authorization: Bearer <key>" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "error"),
+    [
+        ({}, 401, "missing_token"),
+        ({"Api-Key": TOKEN}, 401, "missing_token"),
+        ({"Authorization": f"Basic {TOKEN}"}, 401, "missing_token"),
+        ({"Authorization": "Bearer wrong-token"}, 401, "invalid_token"),
+        ({"Authorization": f"Bearer {TOKEN}"}, 200, None),
+    ],
+    ids=["no-token", "api-key-header", "wrong-scheme", "wrong-token", "right-token"],
+)
+def test_server_key_mode_requires_the_auth_token(
+    server_key_server: HttpServer, sandbox: RunningSandbox, headers: dict[str, str], status: int, error: str | None
+) -> None:
+    call = jsonrpc("tools/call", {"name": "cancel_edit", "arguments": {"edit_id": "edt_running01"}})
+    response = httpx.post(server_key_server.mcp, json=call, headers={**LEGACY_HEADERS, **headers})
+    assert response.status_code == status
+    if error:
+        assert f'error="{error}"' in response.headers["www-authenticate"]
+        assert sandbox.sandbox.recorded() == []
+    else:
+        assert response.json()["result"]["structuredContent"]["status"] == "cancelled"
+        # The server's key went upstream; the caller's token never did.
+        assert [r.key_fingerprint for r in sandbox.sandbox.recorded()] == [fingerprint(SERVER_KEY)]
+    assert TOKEN not in server_key_server.stderr
+    assert SERVER_KEY not in server_key_server.stderr
+
+
+def test_a_server_key_on_a_public_host_without_a_token_is_refused() -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RETAB_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "retab_mcp", "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())],
+        env={**base, "RETAB_API_KEY": SERVER_KEY},
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert b"RETAB_MCP_AUTH_TOKEN" in done.stderr
+    assert SERVER_KEY.encode() not in done.stderr
+
+
+# -- Host and Origin ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Host": "evil.example"}, 421),
+        ({"Origin": "http://evil.example"}, 403),
+        ({"Host": "mcp.example.com:443"}, 200),
+        ({"Origin": "https://app.example.com"}, 200),
+        ({"Origin": "http://localhost:6274"}, 200),
+    ],
+    ids=["bad-host", "bad-origin", "allowed-host", "allowed-origin", "loopback-origin"],
+)
+def test_host_and_origin_checks(public_names_server: HttpServer, headers: dict[str, str], status: int) -> None:
+    response = httpx.post(
+        public_names_server.mcp, json=jsonrpc("tools/list"), headers={**LEGACY_HEADERS, "Api-Key": KEY_A, **headers}
+    )
+    assert response.status_code == status
+
+
+def test_oversized_bodies_are_refused(caller_key_server: HttpServer) -> None:
+    call = jsonrpc("tools/call", {"name": "cancel_edit", "arguments": {"edit_id": "x" * 200_000}})
+    response = httpx.post(caller_key_server.mcp, json=call, headers={**LEGACY_HEADERS, "Api-Key": KEY_A})
+    assert response.status_code == 413
+
+
+# -- operations --------------------------------------------------------------------------------------
+
+
+def test_probes_need_no_auth(caller_key_server: HttpServer) -> None:
+    assert httpx.get(caller_key_server.url + "/healthz").json() == {"status": "ok"}
+    assert httpx.get(caller_key_server.url + "/readyz").json() == {"status": "ready"}
+
+
+def test_sigterm_lets_an_in_flight_call_finish_then_exits_0(sandbox: RunningSandbox) -> None:
+    sandbox.sandbox.add_fault(Fault(status=None, delay=1.5, match="/v1/edits/"))
+    with http_server(RETAB_API_BASE_URL=sandbox.base_url) as server:
+        call = jsonrpc("tools/call", {"name": "cancel_edit", "arguments": {"edit_id": "edt_running01"}})
+        answer: dict[str, Any] = {}
+
+        def post() -> None:
+            answer["response"] = httpx.post(
+                server.mcp, json=call, headers={**LEGACY_HEADERS, "Api-Key": KEY_A}, timeout=30
+            )
+
+        caller = threading.Thread(target=post)
+        caller.start()
+        time.sleep(0.5)  # the call is now waiting on the slow upstream
+        server.process.send_signal(signal.SIGTERM)
+        caller.join(timeout=30)
+        assert server.stop() == 0
+    response = answer["response"]
+    assert response.status_code == 200
+    assert response.json()["result"]["structuredContent"]["status"] == "cancelled"
+
+
+def test_one_structured_log_line_per_tool_call(caller_key_server: HttpServer, sandbox: RunningSandbox) -> None:
+    sandbox.sandbox.add_fault(Fault(status=429, headers={"Retry-After": "120"}, match="edt_logline02"))
+    calls = [("cancel_blueprint", "blueprint_id", "fbp_completed01"), ("cancel_edit", "edit_id", "edt_logline01"),
+             ("cancel_edit", "edit_id", "edt_logline02")]  # fmt: skip
+    for tool, arg, run_id in calls:
+        call = jsonrpc("tools/call", {"name": tool, "arguments": {arg: run_id}})
+        httpx.post(caller_key_server.mcp, json=call, headers={**LEGACY_HEADERS, "Api-Key": KEY_A})
+    wait_for(lambda: "edt_logline02" in caller_key_server.stderr)
+    records = [
+        json.loads(line[line.index("{") :])
+        for line in caller_key_server.stderr.splitlines()
+        if '"event": "tool_call"' in line and any(run_id in line for _, _, run_id in calls)
+    ]
+    assert [(r["tool"], r["id"], r["outcome"], r["status"], r["upstream_status"], r["attempts"]) for r in records] == [
+        ("cancel_blueprint", "fbp_completed01", "ok", "completed", 200, 1),
+        ("cancel_edit", "edt_logline01", "not_found", None, 404, 1),
+        ("cancel_edit", "edt_logline02", "rate_limited", None, 429, 1),
+    ]
+    assert all(r["latency_ms"] > 0 for r in records)
+    assert KEY_A not in caller_key_server.stderr
+
+
+def test_the_sandbox_key_is_used_with_sandbox_over_http() -> None:
+    with http_server("--sandbox") as server:
+        call = jsonrpc("tools/call", {"name": "cancel_blueprint", "arguments": {"blueprint_id": "fbp_a1b2c3d4e5f6"}})
+        response = httpx.post(server.mcp, json=call, headers=LEGACY_HEADERS)
+    assert response.json()["result"]["structuredContent"]["status"] == "cancelled"
+    assert SANDBOX_API_KEY not in server.stderr
