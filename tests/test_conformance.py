@@ -1,0 +1,144 @@
+"""The official MCP conformance suite, and the Inspector CLI, against `retab-mcp --transport http`.
+
+The suite needs Node 22; where the machine's Node is older, a Node 22 from the npm registry
+(`node-<platform>-<arch>@22`) is installed once into the user cache. The run is skipped, with the
+reason printed, only where npm itself is unavailable."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_http import HttpServer, http_server
+
+LEGACY_SUITE = "@modelcontextprotocol/conformance@0.1.16"
+MODERN_SUITE = "@modelcontextprotocol/conformance@0.2.0-alpha.12"  # carries the 2026-07-28 requirements
+BASELINE = Path(__file__).parent / "conformance-baseline.yml"
+INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
+
+
+def node_major(node: str) -> int:
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout
+    return int(version.strip().lstrip("v").split(".")[0])
+
+
+@pytest.fixture(scope="module")
+def node22_path() -> str:
+    """A PATH whose first `node` and `npx` are Node >= 22."""
+    node = shutil.which("node")
+    if node and node_major(node) >= 22:
+        return os.environ["PATH"]
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is unavailable: cannot provide the Node 22 the conformance suite needs")
+    system = {"Linux": "linux", "Darwin": "darwin"}.get(platform.system())
+    arch = {"x86_64": "x64", "AMD64": "x64", "arm64": "arm64", "aarch64": "arm64"}.get(platform.machine())
+    if system is None or arch is None:
+        pytest.skip(f"no Node 22 package on npm for {platform.system()} {platform.machine()}")
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "retab-mcp" / "node22"
+    bin_dir = cache / "node_modules" / f"node-{system}-{arch}" / "bin"
+    if not (bin_dir / "node").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [npm, "install", "--prefix", str(cache), "--no-audit", "--no-fund", f"node-{system}-{arch}@22"],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    # npx starts the suite with the first `node` on PATH: this one.
+    return os.pathsep.join([str(bin_dir), os.environ["PATH"]])
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[HttpServer]:
+    # --sandbox on loopback: a server key, so no caller key is needed, as the suite sends none.
+    with http_server("--sandbox") as running:
+        yield running
+
+
+SCENARIOS = [
+    (LEGACY_SUITE, None, "server-initialize"),
+    (LEGACY_SUITE, None, "tools-list"),
+    (LEGACY_SUITE, None, "ping"),
+    (LEGACY_SUITE, None, "dns-rebinding-protection"),
+    (MODERN_SUITE, "2026-07-28", "server-stateless"),
+    (MODERN_SUITE, "2026-07-28", "caching"),
+    (MODERN_SUITE, "2026-07-28", "http-header-validation"),
+    (MODERN_SUITE, "2026-07-28", "tools-list"),
+    (MODERN_SUITE, "2026-07-28", "dns-rebinding-protection"),
+]
+
+
+@pytest.mark.parametrize(
+    ("suite", "spec", "scenario"), SCENARIOS, ids=[f"{s or '2025-11-25'}-{n}" for _, s, n in SCENARIOS]
+)
+def test_conformance_scenario(
+    node22_path: str, server: HttpServer, tmp_path: Path, suite: str, spec: str | None, scenario: str
+) -> None:
+    command = ["npx", "-y", suite, "server", "--url", server.mcp, "--scenario", scenario, "-o", str(tmp_path)]
+    if spec:
+        command += ["--spec-version", spec]
+    command += ["--expected-failures", str(BASELINE)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "PATH": node22_path})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    [checks_file] = tmp_path.glob("*/checks.json")
+    checks = json.loads(checks_file.read_text())
+    assert checks, "the scenario ran no check"
+    failures = [c for c in checks if c["status"] == "FAILURE"]
+    real = [c["id"] for c in failures if not (c.get("details") or {}).get("untestable")]
+    assert real == [], real
+
+
+def test_inspector_over_http(server: HttpServer) -> None:
+    listed = subprocess.run(
+        [
+            "npx",
+            "-y",
+            INSPECTOR,
+            "--cli",
+            server.mcp,
+            "--transport",
+            "http",
+            "--method",
+            "tools/list",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [t["name"] for t in json.loads(listed.stdout)["result"]["tools"]] == ["cancel_blueprint", "cancel_edit"]
+    called = subprocess.run(
+        [
+            "npx",
+            "-y",
+            INSPECTOR,
+            "--cli",
+            server.mcp,
+            "--transport",
+            "http",
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "cancel_edit",
+            "--tool-args-json",
+            '{"edit_id": "edt_01G34H8J2K"}',
+            "--format",
+            "json",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert called.returncode == 0, called.stderr
+    assert json.loads(called.stdout)["result"]["structuredContent"]["status"] == "cancelled"
