@@ -35,6 +35,8 @@ from retab_mcp.server import RetabMCPServer, caller_key
 
 # A tool call's JSON-RPC body is a few hundred bytes; nothing legitimate comes near this.
 MAX_REQUEST_BODY_BYTES: Final = 64 * 1024
+HEALTH_PATH: Final = "/healthz"  # the process is alive
+READY_PATH: Final = "/readyz"  # the lifespan started: the upstream client is open
 LOOPBACK_HOST_PATTERNS: Final = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 LOOPBACK_ORIGIN_PATTERNS: Final = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 
@@ -72,10 +74,10 @@ class Front:
         if scope["type"] == "http":
             path = scope["path"]
             response: Response | None = None
-            if path == "/healthz":
-                response = JSONResponse({"status": "ok"})  # the process is alive
-            elif path == "/readyz":
-                ready = self.server.state is not None  # lifespan started, upstream client open
+            if path == HEALTH_PATH:
+                response = JSONResponse({"status": "ok"})
+            elif path == READY_PATH:
+                ready = self.server.state is not None
                 response = JSONResponse({"status": "ready" if ready else "starting"}, status_code=200 if ready else 503)
             elif path.rstrip("/") == self.path:
                 response = self._refusal(Headers(scope=scope))
