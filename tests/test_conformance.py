@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from tests.test_http import HttpServer, http_server
+from tests.test_inspector import inspector
 
 LEGACY_SUITE = "@modelcontextprotocol/conformance@0.1.16"
 MODERN_SUITE = "@modelcontextprotocol/conformance@0.2.0-alpha.12"  # carries the 2026-07-28 requirements
 BASELINE = Path(__file__).parent / "conformance-baseline.yml"
-INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 
 
 def node_major(node: str) -> int:
@@ -96,49 +96,21 @@ def test_conformance_scenario(
     assert real == [], real
 
 
+@pytest.mark.skipif(shutil.which("npx") is None, reason="npx (Node.js) is not installed")
 def test_inspector_over_http(server: HttpServer) -> None:
-    listed = subprocess.run(
-        [
-            "npx",
-            "-y",
-            INSPECTOR,
-            "--cli",
-            server.mcp,
-            "--transport",
-            "http",
-            "--method",
-            "tools/list",
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
+    target = [server.mcp, "--transport", "http"]
+    code, listed, stderr = inspector("--method", "tools/list", target=target)
+    assert code == 0, stderr
+    assert [t["name"] for t in listed["result"]["tools"]] == ["cancel_blueprint", "cancel_edit"]
+    code, called, stderr = inspector(
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "cancel_edit",
+        "--tool-args-json",
+        '{"edit_id": "edt_01G34H8J2K"}',
+        "-q",
+        target=target,
     )
-    assert listed.returncode == 0, listed.stderr
-    assert [t["name"] for t in json.loads(listed.stdout)["result"]["tools"]] == ["cancel_blueprint", "cancel_edit"]
-    called = subprocess.run(
-        [
-            "npx",
-            "-y",
-            INSPECTOR,
-            "--cli",
-            server.mcp,
-            "--transport",
-            "http",
-            "--method",
-            "tools/call",
-            "--tool-name",
-            "cancel_edit",
-            "--tool-args-json",
-            '{"edit_id": "edt_01G34H8J2K"}',
-            "--format",
-            "json",
-            "-q",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert called.returncode == 0, called.stderr
-    assert json.loads(called.stdout)["result"]["structuredContent"]["status"] == "cancelled"
+    assert code == 0, stderr
+    assert called["result"]["structuredContent"]["status"] == "cancelled"

@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -18,9 +19,10 @@ SERVER = [sys.executable, "-m", "retab_mcp", "--sandbox"]
 pytestmark = pytest.mark.skipif(shutil.which("npx") is None, reason="npx (Node.js) is not installed")
 
 
-def inspector(*args: str) -> tuple[int, dict[str, Any], str]:
+def inspector(*args: str, target: Sequence[str] = SERVER) -> tuple[int, dict[str, Any], str]:
+    """Runs the Inspector CLI against `target` (a server command, or a URL and its transport)."""
     done = subprocess.run(
-        ["npx", "-y", INSPECTOR, "--cli", *SERVER, *args, "--format", "json"],
+        ["npx", "-y", INSPECTOR, "--cli", *target, *args, "--format", "json"],
         capture_output=True,
         text=True,
         timeout=180,

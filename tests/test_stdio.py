@@ -192,3 +192,21 @@ async def test_both_eras_over_real_stdio_with_the_sdk_client(sandbox: RunningSan
         result = await client.call_tool("cancel_blueprint", {"blueprint_id": "fbp_queued01"})
     assert result.structured_content is not None
     assert result.structured_content["status"] == "cancelled"
+
+
+def test_the_sandbox_is_not_imported_when_not_used() -> None:
+    """Its code (and a 2 MB PDF fixture) costs start-up only for those who ask for it."""
+    probe = (
+        "import sys, anyio\n"
+        "from mcp.client import Client\n"
+        "from retab_mcp.config import Settings\n"
+        "from retab_mcp.server import RetabMCPServer\n"
+        "async def main():\n"
+        "    async with Client(RetabMCPServer(Settings(api_key='rt_test_x'))) as client:\n"
+        "        await client.list_tools()\n"
+        "anyio.run(main)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('retab_mcp.sandbox')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
