@@ -15,7 +15,9 @@
 # - One `RetabClient` (one httpx connection pool) per process, opened in the lifespan, which
 #   runs once per process on every transport. `--sandbox` starts the embedded Retab sandbox
 #   there too; its code is imported only then.
-# - Nothing here writes to stdout: it is the protocol channel. Logs go to stderr (cli.py).
+# - Whose key: the server's RETAB_API_KEY, or, over HTTP without one, the key the caller sent
+#   with that very request (`ctx.headers`), so concurrent callers' keys never meet (http.py).
+# - Nothing here writes to stdout: it is the protocol channel. Logs go to stderr (logs.py).
 
 from __future__ import annotations
 
