@@ -38,11 +38,26 @@ def test_every_variable_is_read() -> None:
         "RETAB_MCP_CALL_TIMEOUT": "12.5",
         "RETAB_MCP_MAX_ATTEMPTS": "2",
         "RETAB_MCP_LOG_LEVEL": "debug",
+        "RETAB_MCP_SANDBOX": "true",
+        "RETAB_MCP_TRANSPORT": "http",
+        "RETAB_MCP_HOST": "0.0.0.0",
+        "RETAB_MCP_PORT": "9000",
+        "RETAB_MCP_HTTP_PATH": "rpc/",
+        "RETAB_MCP_STATEFUL": "yes",
+        "RETAB_MCP_AUTH_TOKEN": "tok",
+        "RETAB_MCP_ALLOWED_HOSTS": "a.example:*, b.example",
+        "RETAB_MCP_ALLOWED_ORIGINS": "https://a.example",
+        "RETAB_MCP_SHUTDOWN_GRACE": "5",
     }
     assert {var.name for var in ENV_VARS} >= set(env)
     settings = Settings.from_env(env)
     assert (settings.api_key, settings.base_url) == ("rt_test_x", "http://localhost:9")
     assert (settings.call_timeout, settings.max_attempts, settings.log_level) == (12.5, 2, "DEBUG")
+    assert (settings.sandbox, settings.transport, settings.host, settings.port) == (True, "http", "0.0.0.0", 9000)
+    assert (settings.http_path, settings.stateful, settings.auth_token) == ("/rpc", True, "tok")
+    assert settings.allowed_hosts == ("a.example:*", "b.example")
+    assert (settings.allowed_origins, settings.shutdown_grace) == (("https://a.example",), 5.0)
+    assert {var.name for var in ENV_VARS} == set(env)  # every variable is exercised here
 
 
 @pytest.mark.parametrize(
