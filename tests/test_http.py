@@ -156,6 +156,25 @@ async def test_both_tools_over_http_in_both_eras(
     assert {r.key_fingerprint for r in sandbox.sandbox.recorded()} == {fingerprint(KEY_A)}
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_stateful_mode_keeps_a_session_and_streams(sandbox: RunningSandbox, mode: str) -> None:
+    initialize = jsonrpc(
+        "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
+    )
+    with http_server("--stateful", RETAB_API_BASE_URL=sandbox.base_url) as server:
+        async with httpx.AsyncClient() as raw:
+            opened = await raw.post(server.mcp, json=initialize, headers={**LEGACY_HEADERS, "Api-Key": KEY_A})
+        assert opened.headers.get("mcp-session-id")
+        async with mcp_client(server.mcp, {"Authorization": f"Bearer {KEY_A}"}, mode) as client:
+            first = await client.call_tool("cancel_edit", {"edit_id": "edt_running01"})
+            again = await client.call_tool("cancel_edit", {"edit_id": "edt_running01"})
+        assert server.stop() == 0
+    for result in (first, again):
+        assert result.structured_content is not None
+        assert result.structured_content["status"] == "cancelled"
+
+
 # -- key isolation ----------------------------------------------------------------------------------
 
 
@@ -325,6 +344,16 @@ def test_oversized_bodies_are_refused(caller_key_server: HttpServer) -> None:
 
 
 # -- operations --------------------------------------------------------------------------------------
+
+
+def test_stateless_mode_holds_no_session(caller_key_server: HttpServer) -> None:
+    initialize = jsonrpc(
+        "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
+    )
+    opened = httpx.post(caller_key_server.mcp, json=initialize, headers={**LEGACY_HEADERS, "Api-Key": KEY_A})
+    assert opened.status_code == 200
+    assert opened.headers["content-type"].startswith("application/json")
+    assert "mcp-session-id" not in opened.headers
 
 
 def test_probes_need_no_auth(caller_key_server: HttpServer) -> None:
