@@ -2,6 +2,7 @@
 
     retab-mcp [--sandbox] [--log-level LEVEL]     the MCP server over stdio
     retab-mcp sandbox [--host H] [--port N]       the Retab sandbox alone, on loopback
+    retab-mcp config CLIENT [--write]             a client's config entry (clients.py)
 
 Flags win over environment variables (config.ENV_VARS). A bad setting exits with status 2 and
 one line on stderr naming it; nothing is ever printed on stdout by the MCP server.
@@ -39,11 +40,18 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser("sandbox", help="serve the Retab sandbox alone on loopback")
     sandbox.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    # Setup helpers: each registers its own options and `run` (light imports: no SDK, no httpx).
+    from retab_mcp import clients
+
+    clients.add_arguments(commands.add_parser("config", help="print or --write a client's config entry for retab-mcp"))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "run", None):
+        # Setup helpers run before the settings are parsed: they report a bad one themselves.
+        return int(args.run(args))
     try:
         settings = Settings.from_env()
         if args.log_level:
