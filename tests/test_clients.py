@@ -16,6 +16,7 @@ from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 
 from retab_mcp import clients
+from retab_mcp.cli import main
 from retab_mcp.config import Settings
 from retab_mcp.sandbox import SANDBOX_API_KEY
 from retab_mcp.server import RetabMCPServer
@@ -152,15 +153,14 @@ def test_the_key_is_copied_only_when_asked() -> None:
 
 
 @pytest.mark.parametrize("client", sorted(clients.CLIENTS))
-def test_every_client_gets_an_absolute_command(client: str) -> None:
-    for launcher in ("python", "uvx"):
-        done = config(client, "--launcher", launcher)
-        assert done.returncode == 0, done.stderr
-        doc = json.loads(done.stdout)
-        entry = doc[clients.CLIENTS[client].servers_key]["retab"]
-        assert Path(entry["command"]).is_absolute()
-        assert os.access(entry["command"], os.X_OK)
-        assert entry["args"] == (["retab-mcp"] if launcher == "uvx" else ["-m", "retab_mcp"])
+@pytest.mark.parametrize("launcher", ["python", "uvx"])
+def test_every_client_gets_an_absolute_command(client: str, launcher: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", client, "--launcher", launcher]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    entry = doc[clients.CLIENTS[client].servers_key]["retab"]
+    assert Path(entry["command"]).is_absolute()
+    assert os.access(entry["command"], os.X_OK)
+    assert entry["args"] == (["retab-mcp"] if launcher == "uvx" else ["-m", "retab_mcp"])
 
 
 @pytest.mark.anyio
