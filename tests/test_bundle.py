@@ -27,6 +27,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+RUN_ENVIRONMENT = {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "UV_LOCKED", "UV_FROZEN", "UV_NO_SYNC"}
+
+
 def mcpb(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*build_mcpb.MCPB, *args], capture_output=True, text=True, timeout=300, check=False, env=clean_env()
@@ -86,7 +89,8 @@ async def test_the_packed_bundle_installs_starts_and_lists_the_tools(settings: S
     }
     uv = shutil.which(config["command"])  # Claude Desktop brings its own uv for `server.type: "uv"`
     assert uv is not None, f"{config['command']} is not on PATH"
-    env = {k: v for k, v in clean_env().items() if k != "VIRTUAL_ENV"}  # not the test run's venv
+    # uv must build the bundle's own environment, not reuse or re-sync the one running the tests.
+    env = {k: v for k, v in clean_env().items() if k not in RUN_ENVIRONMENT}
     env |= {name: substitute(value, variables) for name, value in config["env"].items()}
     params = StdioServerParameters(
         command=uv, args=[substitute(arg, variables) for arg in config["args"]], env=env, cwd=str(tmp_path)
