@@ -3,6 +3,8 @@
     retab-mcp [--sandbox] [--log-level LEVEL]     the MCP server over stdio
     retab-mcp --transport http [--host H] [--port N] [--stateful] ...   over Streamable HTTP
     retab-mcp sandbox [--host H] [--port N]       the Retab sandbox alone, on loopback
+    retab-mcp config CLIENT [--write]             a client's config entry (clients.py)
+    retab-mcp doctor                              setup checks, each with a fix (doctor.py)
 
 Flags win over environment variables (config.ENV_VARS). A bad setting exits with status 2 and
 one line on stderr naming it; nothing is ever printed on stdout by the MCP server.
@@ -53,11 +55,19 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser("sandbox", help="serve the Retab sandbox alone on loopback")
     sandbox.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    # Setup helpers: each registers its own options and `run` (light imports: no SDK, no httpx).
+    from retab_mcp import clients, doctor
+
+    clients.add_arguments(commands.add_parser("config", help="print or --write a client's config entry for retab-mcp"))
+    doctor.add_arguments(commands.add_parser("doctor", help="check the setup and say how to fix what is wrong"))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "run", None):
+        # config and doctor run before the settings are parsed: doctor reports a bad one with its fix.
+        return int(args.run(args))
     try:
         settings = _settings(args)
     except ConfigError as exc:

@@ -1,0 +1,312 @@
+"""`retab-mcp config CLIENT`: the client's config entry for this installation, printed or merged.
+
+What users get wrong when they copy an entry by hand, and what this does instead:
+- Desktop apps start servers with a minimal PATH and no shell environment, so a bare `uv` or
+  `python` fails ("spawn uv ENOENT"): the entry names the absolute path of what is running now,
+  the Python of this installation, or `uvx` when this is itself a throwaway `uvx` environment
+  (uv's cache, which `uv cache clean` empties, so its Python must not be written down).
+- The key never reaches the server when it is only in the shell: it goes in the entry's `env`,
+  as a placeholder unless `--api-key-env` says to copy it (VS Code prompts for it instead).
+- Hand edits lose other servers or break the JSON: `--write` merges into the file, keeps every
+  other key, writes a backup first, replaces the file atomically, and will not replace an
+  existing `retab` entry without `--force`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+SERVER_NAME: Final = "retab"
+KEY_VAR: Final = "RETAB_API_KEY"
+KEY_PLACEHOLDER: Final = "YOUR_RETAB_API_KEY"
+PACKAGE: Final = "retab-mcp"
+# VS Code asks for the key once and keeps it in its secret storage, instead of a file.
+VSCODE_KEY_INPUT: Final = {
+    "type": "promptString",
+    "id": "retab-api-key",
+    "description": "Retab API key",
+    "password": True,
+}
+
+Launcher = Literal["auto", "python", "uvx"]
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    name: str  # as on the command line
+    title: str
+    servers_key: str  # the object in the file that holds servers by name
+    entry_fields: Mapping[str, str] = field(default_factory=dict)  # fields every entry carries
+    prompts_for_key: bool = False  # VS Code's `inputs`
+    restart: str = ""
+
+
+CLIENTS: Final = {
+    client.name: client
+    for client in (
+        Client("claude-desktop", "Claude Desktop", "mcpServers", restart="Quit and reopen Claude Desktop."),
+        Client("cursor", "Cursor", "mcpServers", restart="Reload MCP servers in Cursor's settings."),
+        Client(
+            "vscode",
+            "VS Code",
+            "servers",
+            {"type": "stdio"},
+            prompts_for_key=True,
+            restart="Start the server from the MCP view in VS Code.",
+        ),
+        Client(
+            "claude-code",
+            "Claude Code",
+            "mcpServers",
+            {"type": "stdio"},
+            restart="Start a new Claude Code session; `claude mcp list` shows it.",
+        ),
+    )
+}
+
+
+class SetupError(Exception):
+    """Something the user has to fix; the message says what. Nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    command: str
+    args: tuple[str, ...]
+
+
+# -- what to run ---------------------------------------------------------------------------------
+
+
+def launch(launcher: Launcher = "auto", environ: Mapping[str, str] | None = None) -> Launch:
+    """The absolute command that starts this installation of retab-mcp over stdio."""
+    env = os.environ if environ is None else environ
+    if launcher == "auto":
+        launcher = "uvx" if _in_uv_cache(env) else "python"
+    if launcher == "uvx":
+        return Launch(_uvx(env), (PACKAGE,))
+    # abspath, not resolve(): a venv's python is a symlink, and its target runs without the venv.
+    return Launch(os.path.abspath(sys.executable), ("-m", "retab_mcp"))
+
+
+def _uvx(env: Mapping[str, str]) -> str:
+    # uv sets UV to its own absolute path for what it runs; uvx sits next to it.
+    uv = env.get("UV")
+    if uv:
+        sibling = Path(uv).with_name("uvx.exe" if sys.platform == "win32" else "uvx")
+        if sibling.is_file():
+            return str(sibling)
+    # Not resolved either: a package manager's symlink survives upgrades, its target does not.
+    found = shutil.which("uvx", path=env.get("PATH"))
+    if not found:
+        raise SetupError("uvx was not found on PATH: install uv (https://docs.astral.sh/uv/) or use --launcher python.")
+    return os.path.abspath(found)
+
+
+def _in_uv_cache(env: Mapping[str, str]) -> bool:
+    """Whether this Python is a `uvx` environment in uv's cache (gone after `uv cache clean`)."""
+    prefix = Path(sys.prefix).resolve()
+    uv = env.get("UV")
+    if uv:
+        try:
+            answer = subprocess.run(  # noqa: S603 - uv's own path, from uv
+                [uv, "cache", "dir"], capture_output=True, text=True, timeout=10, check=True
+            )
+            return prefix.is_relative_to(Path(answer.stdout.strip()).resolve())
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return any(part.startswith("archive-v") for part in prefix.parts)
+
+
+# -- what to write -------------------------------------------------------------------------------
+
+
+def entry(client: Client, how: Launch, api_key: str | None = None) -> dict[str, Any]:
+    """The `retab` server entry; the key is `api_key`, else a placeholder or VS Code's prompt."""
+    if api_key is None:
+        api_key = f"${{input:{VSCODE_KEY_INPUT['id']}}}" if client.prompts_for_key else KEY_PLACEHOLDER
+    return {**client.entry_fields, "command": how.command, "args": list(how.args), "env": {KEY_VAR: api_key}}
+
+
+def document(client: Client, server: dict[str, Any]) -> dict[str, Any]:
+    """A whole config file holding only `server` (what `config` prints, ready to merge)."""
+    doc: dict[str, Any] = {client.servers_key: {SERVER_NAME: server}}
+    if _uses_key_prompt(server):
+        doc["inputs"] = [dict(VSCODE_KEY_INPUT)]
+    return doc
+
+
+def _uses_key_prompt(server: dict[str, Any]) -> bool:
+    return bool(server.get("env", {}).get(KEY_VAR, "").startswith("${input:"))
+
+
+def default_path(
+    client: Client, platform: str | None = None, home: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Path:
+    """Where the client reads its user-level config on this platform."""
+    platform = platform or sys.platform
+    home = home or Path.home()
+    env = os.environ if environ is None else environ
+    if platform == "darwin":
+        app_data = home / "Library" / "Application Support"
+    elif platform == "win32":
+        app_data = Path(env.get("APPDATA") or home / "AppData" / "Roaming")
+    else:
+        app_data = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+    return {
+        "claude-desktop": app_data / "Claude" / "claude_desktop_config.json",
+        "cursor": home / ".cursor" / "mcp.json",
+        "vscode": app_data / "Code" / "User" / "mcp.json",
+        "claude-code": home / ".claude.json",  # Claude Code's user scope
+    }[client.name]
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    path: Path
+    backup: Path | None
+    changed: bool
+
+
+def merge(client: Client, existing: dict[str, Any], server: dict[str, Any], *, force: bool) -> dict[str, Any] | None:
+    """`existing` with the `retab` entry set to `server`; None when it already is exactly that."""
+    servers = existing.get(client.servers_key, {})
+    if not isinstance(servers, dict):
+        raise SetupError(f"`{client.servers_key}` in the file is not a JSON object; fix it by hand first.")
+    inputs = existing.get("inputs", [])
+    if not isinstance(inputs, list):
+        raise SetupError("`inputs` in the file is not a JSON array; fix it by hand first.")
+    wants_prompt = _uses_key_prompt(server)
+    has_prompt = any(isinstance(i, dict) and i.get("id") == VSCODE_KEY_INPUT["id"] for i in inputs)
+    current = servers.get(SERVER_NAME)
+    if current == server and (has_prompt or not wants_prompt):
+        return None
+    if current is not None and current != server and not force:
+        raise SetupError(
+            f"the file already has a different `{SERVER_NAME}` server entry; pass --force to replace it "
+            "(a backup of the file is written first)."
+        )
+    merged = copy.deepcopy(existing)
+    merged.setdefault(client.servers_key, {})[SERVER_NAME] = server
+    if wants_prompt:
+        kept = [i for i in inputs if not (isinstance(i, dict) and i.get("id") == VSCODE_KEY_INPUT["id"])]
+        merged["inputs"] = [*copy.deepcopy(kept), dict(VSCODE_KEY_INPUT)]
+    return merged
+
+
+def write(client: Client, path: Path, server: dict[str, Any], *, force: bool) -> Written:
+    """Merge `server` into the config file at `path`, backup first, atomic replace."""
+    existing: dict[str, Any] = {}
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+        if text.strip():
+            try:
+                loaded = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise SetupError(
+                    f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}); comments are not supported "
+                    "here. Fix the file or add the printed entry by hand."
+                ) from None
+            if not isinstance(loaded, dict):
+                raise SetupError(f"{path} does not hold a JSON object.")
+            existing = loaded
+    merged = merge(client, existing, server, force=force)
+    if merged is None:
+        return Written(path, None, changed=False)
+    backup = _backup(path) if path.exists() else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The file can hold keys: a new one is private to the user; an existing one keeps its mode.
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(merged, out, indent=2, ensure_ascii=False)
+            out.write("\n")
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return Written(path, backup, changed=True)
+
+
+def _backup(path: Path) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    backup = path.with_name(f"{path.name}.{stamp}.bak")
+    counter = 1
+    while backup.exists():  # never overwrite an earlier backup
+        backup = path.with_name(f"{path.name}.{stamp}-{counter}.bak")
+        counter += 1
+    shutil.copy2(path, backup)
+    return backup
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(run=run)
+    parser.add_argument("client", choices=sorted(CLIENTS), help="the MCP client to configure")
+    parser.add_argument(
+        "--api-key-env",
+        nargs="?",
+        const=KEY_VAR,
+        metavar="VAR",
+        help=f"copy the key from environment variable VAR (default {KEY_VAR}) instead of a placeholder",
+    )
+    parser.add_argument(
+        "--launcher",
+        choices=("auto", "python", "uvx"),
+        default="auto",
+        help="how the client starts the server: this installation's Python, or uvx (default: uvx when this "
+        "is a throwaway uvx environment, else this Python)",
+    )
+    parser.add_argument("--write", action="store_true", help="merge the entry into the client's config file")
+    parser.add_argument("--force", action="store_true", help="with --write: replace an existing retab entry")
+    parser.add_argument(
+        "--config-path", type=Path, help="with --write: the config file to merge into (default: the client's own)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    client = CLIENTS[args.client]
+    try:
+        api_key = None
+        if args.api_key_env:
+            api_key = os.environ.get(args.api_key_env, "").strip()
+            if not api_key:
+                raise SetupError(f"{args.api_key_env} is not set in this shell, so there is no key to copy.")
+        server = entry(client, launch(args.launcher), api_key)
+        if not args.write:
+            print(json.dumps(document(client, server), indent=2))
+            where = args.config_path or default_path(client)
+            print(f"Merge this into {where} (or rerun with --write). {client.restart}", file=sys.stderr)
+            if api_key is None and not client.prompts_for_key:
+                print(f"Replace {KEY_PLACEHOLDER} with your Retab API key.", file=sys.stderr)
+            return 0
+        written = write(client, args.config_path or default_path(client), server, force=args.force)
+    except (SetupError, OSError) as exc:
+        print(f"retab-mcp config: {exc}", file=sys.stderr)
+        return 1
+    if not written.changed:
+        print(f"{written.path} already has this retab entry; nothing to do.")
+        return 0
+    print(f"Wrote the retab entry to {written.path}.")
+    if written.backup:
+        print(f"Backup of the previous file: {written.backup}")
+    if api_key is None and not client.prompts_for_key:
+        print(f"Now replace {KEY_PLACEHOLDER} in that file with your Retab API key.")
+    print(client.restart)
+    return 0
