@@ -48,13 +48,21 @@ class Agent:
     def __init__(self, client: Client, schemas: dict[str, dict[str, Any]]) -> None:
         self.client = client
         self.schemas = schemas
+        # One checked validator per tool: jsonschema.validate() would re-check the schema each call.
+        self.validators = {name: validator_for(schema) for name, schema in schemas.items()}
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> tuple[CallToolResult, dict[str, Any]]:
         result = await self.client.call_tool(tool, arguments)
         assert result.structured_content is not None, result
-        jsonschema.validate(result.structured_content, self.schemas[tool])
+        self.validators[tool].validate(result.structured_content)
         assert result.is_error is (not result.structured_content["ok"])
         return result, result.structured_content
+
+
+def validator_for(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
 
 
 def texts(result: CallToolResult) -> list[str]:
