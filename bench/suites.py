@@ -1,8 +1,9 @@
 """The measurements. Each returns plain data (lists of samples and summaries) for the report.
 
-Interleaving: every suite takes one sample of each contender in turn (A B C A B C ...), with
-the order rotated every round, so drift on a shared machine (another process, thermal or
-frequency changes) lands on every contender alike instead of on whichever ran last.
+Interleaving: every suite takes one sample of each contender in turn (A B C A B C ...), in a
+new (seeded) random order every round, so drift on a shared machine (another process, thermal
+or frequency changes) lands on every contender alike instead of on whichever ran last, and no
+contender always runs right after the same other one (and pays for its trailing work).
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,9 +33,13 @@ from bench.harness import (
 Log = Callable[[str], None]
 
 
-def rotated(items: Sequence[Any], shift: int) -> list[Any]:
-    shift %= max(len(items), 1)
-    return [*items[shift:], *items[:shift]]
+def rounds(items: Sequence[Any], count: int, seed: int = 5) -> Iterator[tuple[int, list[Any]]]:
+    """`count` rounds of `items`, each in a new random order (the same orders every run)."""
+    shuffle = random.Random(seed).shuffle
+    order = list(items)
+    for index in range(count):
+        shuffle(order)
+        yield index, order
 
 
 def server_env(base_url: str) -> dict[str, str]:
@@ -49,7 +55,7 @@ def start(contender: Contender, envs: dict[str, Env], base_url: str) -> StdioSer
 
 
 def cold_start(
-    contenders: Sequence[Contender], envs: dict[str, Env], base_url: str, rounds: int, warmup: int, log: Log
+    contenders: Sequence[Contender], envs: dict[str, Env], base_url: str, runs: int, warmup: int, log: Log
 ) -> dict[str, Any]:
     """Spawn -> `initialize` answered -> `tools/list` answered, over stdio, per contender.
 
@@ -61,8 +67,8 @@ def cold_start(
         c.key: {"initialize_ms": [], "tools_list_ms": [], "first_call_ms": [], "rss_mb": []} for c in contenders
     }
     tool = "cancel_blueprint"
-    for round_ in range(warmup + rounds):
-        for contender in rotated(contenders, round_):
+    for round_, order in rounds(contenders, warmup + runs):
+        for contender in order:
             gc.collect()
             server = start(contender, envs, base_url)
             called = 0
@@ -92,7 +98,7 @@ def cold_start(
                 if called:
                     series["first_call_ms"].append((called - listed) / 1e6)
         if round_ >= warmup and (round_ - warmup + 1) % 10 == 0:
-            log(f"  cold start: {round_ - warmup + 1}/{rounds} rounds")
+            log(f"  cold start: {round_ - warmup + 1}/{runs} rounds")
     return {
         key: {"samples": values, **{name: summary(series) for name, series in values.items() if series}}
         for key, values in samples.items()
@@ -223,8 +229,8 @@ def per_call(
         for key, tool, _ in runners:
             samples.setdefault(key, {})[tool] = []
         gc.collect()
-        for index in range(warmup + calls):
-            for key, tool, run in rotated(runners, index):
+        for index, order in rounds(runners, warmup + calls):
+            for key, tool, run in order:
                 elapsed = run()
                 if index >= warmup:
                     samples[key][tool].append(elapsed / 1e6)
@@ -268,11 +274,12 @@ def soak(
             result[key]["rss_after_start_mb"] = rss_mb(server.pid)
         tools = list(CALLS)
         recent: dict[str, list[float]] = {key: [] for key in servers}
-        order = list(servers)
-        for index in range(1, total + 1):
+        for index, order in rounds(list(servers), total + 1):
+            if index == 0:
+                continue  # calls are counted from 1, so the checkpoints fall on round numbers
             tool = tools[index % len(tools)]
             arguments, _ = CALLS[tool]
-            for key in rotated(order, index):
+            for key in order:
                 server = servers[key]
                 started = time.perf_counter_ns()
                 request_id = server.request("tools/call", {"name": tool, "arguments": arguments})
