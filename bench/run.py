@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"skipping the Retab SDK: {skipped['sdk']}")
         log(f"per call: {profile.calls} rounds over {len(callers) + len(in_process)} contenders")
         results["per_call"] = suites.per_call(
-            callers, in_process, envs, sandbox.base_url, profile.calls, profile.call_warmup, log
+            callers, in_process, envs, sandbox.base_url, profile.calls, profile.call_warmup, log, noop=FLOOR
         )
         results["in_process"] = {c.key: {"label": c.label, "about": c.about, "broken": c.broken} for c in in_process}
         sandbox.reset()
@@ -404,6 +404,8 @@ def render(results: dict[str, Any]) -> str:
     ]
     broken = {key: value["broken"] for key, value in results.get("in_process", {}).items()}
     for key, data in per_call.items():
+        if key == FLOOR.key:
+            continue
         cells = []
         for tool in tools:
             if tool in data:
@@ -413,6 +415,13 @@ def render(results: dict[str, Any]) -> str:
             else:
                 cells.append(f"fails: {broken.get(key, {}).get(tool, 'not measured')[:60]} | - | -")
         lines.append(f"| {labels[key]} | {' | '.join(cells)} |")
+    if FLOOR.key in per_call:
+        noop = per_call[FLOOR.key]["noop"]
+        lines += [
+            "",
+            f"SDK floor, interleaved with the above: a no-op `tools/call` to the bare MCPServer over stdio (no "
+            f"upstream) answers in p50 {noop['p50']:.2f} ms, p99 {noop['p99']:.2f} ms.",
+        ]
 
     lines += [
         "",

@@ -185,17 +185,19 @@ def per_call(
     calls: int,
     warmup: int,
     log: Log,
+    noop: Contender | None = None,
 ) -> dict[str, Any]:
     """Per-call latency of both tools, interleaved across every contender, one call at a time.
 
     Stdio contenders are timed from writing the `tools/call` line to reading its answer line;
     in-process ones around the awaited call. Every answer is checked (outside the timing) to be
-    a successful result, so errors can never pass for speed.
+    a successful result, so errors can never pass for speed. `noop` (the floor server) adds its
+    no-op tool to the rounds: what the SDK's stdio and JSON-RPC cost with no work behind them.
     """
     loop = asyncio.new_event_loop()
     servers: dict[str, StdioServer] = {}
     try:
-        for contender in stdio:
+        for contender in [*stdio, *([noop] if noop else [])]:
             servers[contender.key] = start(contender, envs, base_url)
         for server in servers.values():
             server.initialize()
@@ -209,7 +211,7 @@ def per_call(
                     del caller.calls[tool]
 
         def stdio_call(server: StdioServer, tool: str) -> int:
-            arguments, _ = CALLS[tool]
+            arguments = CALLS[tool][0] if tool in CALLS else {}
             started = time.perf_counter_ns()
             request_id = server.request("tools/call", {"name": tool, "arguments": arguments})
             line = server.answer(request_id)
@@ -218,8 +220,12 @@ def per_call(
             return elapsed
 
         runners: list[tuple[str, str, Callable[[], int]]] = []
+        if noop:
+            runners.append((noop.key, "noop", lambda s=servers[noop.key]: stdio_call(s, "noop")))  # type: ignore[misc]
         for tool in CALLS:
             for key, server in servers.items():
+                if noop and key == noop.key:
+                    continue
                 runners.append((key, tool, lambda s=server, t=tool: stdio_call(s, t)))  # type: ignore[misc]
             for caller in in_process:
                 if tool in caller.calls:

@@ -19,8 +19,10 @@ def test_quick_run_prints_the_tables_and_writes_the_json(tmp_path: Path, capsys:
     assert run.main(["--quick", "--out", str(tmp_path)]) == 0
 
     table = capsys.readouterr().out
-    for heading in ["### Cold start over stdio", "### Per call", "### Memory and cost as work grows", "### HTTP", "### Goals"]:
+    headings = ["### Cold start over stdio", "### Per call", "### Memory and cost", "### HTTP", "### Goals"]
+    for heading in headings:
         assert heading in table
+    assert "SDK floor, interleaved with the above: a no-op `tools/call`" in table
     assert "| retab-mcp |" in table
     assert "| floor: raw httpx POST |" in table
 
@@ -38,6 +40,7 @@ def test_quick_run_prints_the_tables_and_writes_the_json(tmp_path: Path, capsys:
     assert cold["retab-mcp"]["first_call_ms"]["n"] == 1
 
     per_call = results["per_call"]
+    assert per_call["floor"]["noop"]["n"] == 20
     for key in ["httpx", "retab-mcp"]:
         for tool in ["cancel_blueprint", "cancel_edit"]:
             stats = per_call[key][tool]
