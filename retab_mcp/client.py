@@ -202,7 +202,9 @@ class RetabClient:
         logger.debug("POST %s -> %d in %.0f ms", path, status, (self._clock() - started) * 1000)
         if 200 <= status < 300:
             try:
-                return Reply(pydantic_core.from_json(body), status, request_id, 1)
+                # Keys only: pydantic-core's string cache is process-wide, and every answer's
+                # values (timestamps, ids) are new strings, which would fill it call after call.
+                return Reply(pydantic_core.from_json(body, cache_strings="keys"), status, request_id, 1)
             except ValueError:
                 return CallFailed(
                     ErrorCode.INVALID_RESPONSE,
