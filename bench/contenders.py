@@ -98,6 +98,16 @@ GENERATED: Final = Contender(
     about="FastMCP.from_openapi over bench/openapi.json (bench/servers/generated.py)",
 )
 STDIO_CONTENDERS: Final = (FLOOR, RETAB_MCP, FETCH, GENERATED)
+# Per call only, next to the floor's no-op: the same server with event-loop stdio, no threads.
+FLOOR_LOOP_STDIO: Final = Contender(
+    "floor-loop-stdio",
+    "floor with event-loop stdio (experiment)",
+    "core",
+    _script("floor_loopio.py"),
+    "mcp",
+    cancel_tools=False,
+    about="bench/servers/floor_loopio.py: the floor with stdin/stdout on asyncio pipes instead of worker threads",
+)
 
 
 def baseline(ref: str, commit: str) -> Contender:

@@ -29,6 +29,7 @@ from bench import httpload, suites
 from bench.contenders import (
     FETCH,
     FLOOR,
+    FLOOR_LOOP_STDIO,
     GENERATED,
     RETAB_MCP,
     STDIO_CONTENDERS,
@@ -158,15 +159,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         sandbox.reset()
         callers = [c for c in stdio if c.cancel_tools]
-        in_process = [suites.raw_httpx(sandbox.base_url)]
+        in_process = [suites.raw_httpx(sandbox.base_url), suites.tool_body(sandbox.base_url)]
         if importlib.util.find_spec("retab") is not None:
             in_process.append(suites.retab_sdk(sandbox.base_url))
         else:
             skipped["sdk"] = "the retab package is not installed here (uv sync --group bench)"
             log(f"skipping the Retab SDK: {skipped['sdk']}")
-        log(f"per call: {profile.calls} rounds over {len(callers) + len(in_process)} contenders")
+        noops = [FLOOR] + ([FLOOR_LOOP_STDIO] if os.name == "posix" else [])
+        log(f"per call: {profile.calls} rounds over {len(callers) + len(in_process) + len(noops)} contenders")
         results["per_call"] = suites.per_call(
-            callers, in_process, envs, sandbox.base_url, profile.calls, profile.call_warmup, log, noop=FLOOR
+            callers, in_process, envs, sandbox.base_url, profile.calls, profile.call_warmup, log, noops=noops
         )
         results["in_process"] = {c.key: {"label": c.label, "about": c.about, "broken": c.broken} for c in in_process}
         sandbox.reset()
@@ -404,7 +406,7 @@ def render(results: dict[str, Any]) -> str:
     ]
     broken = {key: value["broken"] for key, value in results.get("in_process", {}).items()}
     for key, data in per_call.items():
-        if key == FLOOR.key:
+        if "noop" in data:
             continue
         cells = []
         for tool in tools:
@@ -415,12 +417,30 @@ def render(results: dict[str, Any]) -> str:
             else:
                 cells.append(f"fails: {broken.get(key, {}).get(tool, 'not measured')[:60]} | - | -")
         lines.append(f"| {labels[key]} | {' | '.join(cells)} |")
+    if "body" in per_call and RETAB_MCP.key in per_call:
+        parts = []
+        for tool in tools:
+            total = per_call[RETAB_MCP.key][tool]["p50"] - raw[tool]["p50"]
+            own = per_call["body"][tool]["p50"] - raw[tool]["p50"]
+            parts.append(
+                f"{tool} {total:+.2f} ms = {own:+.2f} ms of its own work and {total - own:+.2f} ms of MCP over stdio"
+            )
+        lines += [
+            "",
+            "Where retab-mcp's p50 over raw httpx goes (differences of the p50s above): " + "; ".join(parts) + ".",
+        ]
     if FLOOR.key in per_call:
         noop = per_call[FLOOR.key]["noop"]
         lines += [
             "",
             f"SDK floor, interleaved with the above: a no-op `tools/call` to the bare MCPServer over stdio (no "
             f"upstream) answers in p50 {noop['p50']:.2f} ms, p99 {noop['p99']:.2f} ms.",
+        ]
+    if FLOOR_LOOP_STDIO.key in per_call:
+        noop = per_call[FLOOR_LOOP_STDIO.key]["noop"]
+        lines += [
+            f"The same server with stdin/stdout served by the event loop instead of the SDK's worker threads "
+            f"(an experiment, bench/servers/floor_loopio.py): p50 {noop['p50']:.2f} ms, p99 {noop['p99']:.2f} ms.",
         ]
 
     lines += [

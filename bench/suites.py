@@ -146,6 +146,42 @@ def raw_httpx(base_url: str) -> InProcess:
     )
 
 
+def tool_body(base_url: str) -> InProcess:
+    """retab-mcp's tool body without MCP: `server.cancel()` (the client with its retries and
+    budget, then the envelope) awaited in the benchmark's process. Between it and raw httpx is
+    retab-mcp's own work; between it and retab-mcp over stdio, the SDK's and the pipes'."""
+    from retab_mcp.client import RetabClient
+    from retab_mcp.config import Settings
+    from retab_mcp.endpoints import BY_TOOL
+    from retab_mcp.server import AppState, cancel
+
+    settings = Settings(api_key=SANDBOX_KEY, base_url=base_url)
+    client = RetabClient(settings)
+    state = AppState(settings, client)
+
+    def call(tool: str) -> Callable[[], Awaitable[int]]:
+        endpoint = BY_TOOL[tool]
+        run_id = CALLS[tool][0][endpoint.id_arg]
+
+        async def one() -> int:
+            started = time.perf_counter_ns()
+            result = await cancel(endpoint, run_id, False, state)
+            elapsed = time.perf_counter_ns() - started
+            if result.is_error:
+                raise RuntimeError(f"{tool} failed: {result.content[0]}")
+            return elapsed
+
+        return one
+
+    return InProcess(
+        "body",
+        "retab-mcp's tool body, in-process (no MCP)",
+        "retab_mcp.server.cancel() awaited in the benchmark's process: client, retries/budget, envelope",
+        {tool: call(tool) for tool in CALLS},
+        close=client.aclose,
+    )
+
+
 def retab_sdk(base_url: str) -> InProcess:
     """The official SDK, as a user's own code would call it. Imported by name: it belongs to the
     `bench` dependency group only."""
@@ -185,19 +221,20 @@ def per_call(
     calls: int,
     warmup: int,
     log: Log,
-    noop: Contender | None = None,
+    noops: Sequence[Contender] = (),
 ) -> dict[str, Any]:
     """Per-call latency of both tools, interleaved across every contender, one call at a time.
 
     Stdio contenders are timed from writing the `tools/call` line to reading its answer line;
     in-process ones around the awaited call. Every answer is checked (outside the timing) to be
-    a successful result, so errors can never pass for speed. `noop` (the floor server) adds its
-    no-op tool to the rounds: what the SDK's stdio and JSON-RPC cost with no work behind them.
+    a successful result, so errors can never pass for speed. `noops` (the floor server, and its
+    event-loop-stdio variant) add their no-op tool to the rounds: what the SDK's stdio and
+    JSON-RPC cost with no work behind them.
     """
     loop = asyncio.new_event_loop()
     servers: dict[str, StdioServer] = {}
     try:
-        for contender in [*stdio, *([noop] if noop else [])]:
+        for contender in [*stdio, *noops]:
             servers[contender.key] = start(contender, envs, base_url)
         for server in servers.values():
             server.initialize()
@@ -220,11 +257,11 @@ def per_call(
             return elapsed
 
         runners: list[tuple[str, str, Callable[[], int]]] = []
-        if noop:
-            runners.append((noop.key, "noop", lambda s=servers[noop.key]: stdio_call(s, "noop")))  # type: ignore[misc]
+        for contender in noops:
+            runners.append((contender.key, "noop", lambda s=servers[contender.key]: stdio_call(s, "noop")))  # type: ignore[misc]
         for tool in CALLS:
             for key, server in servers.items():
-                if noop and key == noop.key:
+                if any(key == contender.key for contender in noops):
                     continue
                 runners.append((key, tool, lambda s=server, t=tool: stdio_call(s, t)))  # type: ignore[misc]
             for caller in in_process:
