@@ -117,6 +117,7 @@ async def _load(server: HttpServer, concurrency: int, warmup: float, duration: f
     measure_to = measure_from + duration
     latencies: list[float] = []
     completed = 0
+    failures = 0
     bodies: list[bytes] = []
 
     async def worker(offset: int) -> None:
@@ -133,6 +134,9 @@ async def _load(server: HttpServer, concurrency: int, warmup: float, duration: f
                 body = await _exchange(reader, writer, server.requests[index % len(server.requests)])
                 ended = loop.time()
                 index += 1
+                if b'"isError":true' in body or b'"result"' not in body:
+                    nonlocal failures
+                    failures += 1  # every answer is looked at; the first few are parsed in full
                 if measure_from <= ended <= measure_to:
                     nonlocal completed
                     completed += 1  # throughput: calls completed inside the window
@@ -146,7 +150,7 @@ async def _load(server: HttpServer, concurrency: int, warmup: float, duration: f
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
     for body in bodies:
         _check(body)
-    return {"calls_per_s": completed / duration, "latency_ms": summary(latencies), "completed": completed}
+    return {"calls_per_s": completed / duration, "latencies": latencies, "completed": completed, "failures": failures}
 
 
 def run(
@@ -157,15 +161,22 @@ def run(
     duration: float,
     log: Log,
 ) -> dict[str, Any]:
-    """Every contender at every level, in `slices` interleaved slices (A B A B ...) whose calls
-    are pooled: throughput is completed calls over measured seconds, latency over all calls."""
+    """Every contender at every level, in `slices` interleaved slices (A B B A ...) whose calls
+    are pooled: throughput is the calls completed over the measured seconds, p50/p99 over the
+    calls of every slice. A server that fails (does not start, answers an error) is reported
+    as failed with the reason, and the others go on."""
     servers: dict[str, HttpServer] = {}
     results: dict[str, Any] = {c.key: {} for c in contenders}
     try:
         for contender in contenders:
             servers[contender.key] = HttpServer(contender)
-        for server in servers.values():
-            server.wait_ready()
+        for key, server in list(servers.items()):
+            try:
+                server.wait_ready()
+            except RuntimeError as exc:
+                results[key] = {"failed": str(exc)}
+                log(f"  http: {key} failed: {exc}")
+                servers.pop(key).close()
         for level in levels:
             pooled: dict[str, list[dict[str, Any]]] = {key: [] for key in servers}
             for slice_ in range(slices):
@@ -173,30 +184,33 @@ def run(
                 if slice_ % 2:
                     order.reverse()
                 for key in order:
-                    pooled[key].append(asyncio.run(_load(servers[key], level, warmup, duration)))
+                    if "failed" in results[key]:
+                        continue
+                    try:
+                        pooled[key].append(asyncio.run(_load(servers[key], level, warmup, duration)))
+                    except (OSError, BadAnswer, asyncio.IncompleteReadError, ValueError) as exc:
+                        results[key] = {"failed": f"{type(exc).__name__}: {exc}"[:500]}
+                        log(f"  http: {key} failed: {results[key]['failed']}")
             for key, parts in pooled.items():
-                completed = sum(p["completed"] for p in parts)
+                if "failed" in results[key] or not parts:
+                    continue
+                latencies = [value for part in parts for value in part["latencies"]]
+                stats = summary(latencies)
                 results[key][str(level)] = {
                     "concurrency": level,
-                    "calls_per_s": completed / (duration * len(parts)),
-                    "p50_ms": _pooled_percentile(parts, "p50"),
-                    "p99_ms": _pooled_percentile(parts, "p99"),
-                    "completed": completed,
-                    "slices": [{"calls_per_s": p["calls_per_s"], **p["latency_ms"]} for p in parts],
+                    "calls_per_s": sum(p["completed"] for p in parts) / (duration * len(parts)),
+                    "p50_ms": stats["p50"],
+                    "p99_ms": stats["p99"],
+                    "completed": sum(p["completed"] for p in parts),
+                    "failed_calls": sum(p["failures"] for p in parts),
+                    "latency_ms": stats,
+                    "slices": [{"calls_per_s": p["calls_per_s"], **summary(p["latencies"])} for p in parts],
                 }
             log(f"  http: concurrency {level} done")
     finally:
         for server in servers.values():
             server.close()
     return results
-
-
-def _pooled_percentile(parts: list[dict[str, Any]], name: str) -> float:
-    # The slices are of equal length; the median of the slices' figures keeps one slow slice
-    # (another process waking up) from deciding the result, and is reported with every slice.
-    values: list[float] = sorted(p["latency_ms"][name] for p in parts)
-    middle = len(values) // 2
-    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
 def retab_mcp_http(bin_dir: str, base_url: str) -> HttpContender:
