@@ -449,22 +449,23 @@ def render(results: dict[str, Any]) -> str:
         "",
         "### Memory and cost as work grows (servers interleaved call by call, the two tools alternating)",
         "",
-        "| server | calls | RSS | p50 | p99 |",
-        "|---|---:|---:|---:|---:|",
+        "| server | calls | RSS | p50 | p99 | p50 over raw httpx (control) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for key, data in results["soak"].items():
-        lines.append(f"| {labels[key]} | after start | {data['rss_after_start_mb']:.1f} MB | - | - |")
+        lines.append(f"| {labels[key]} | after start | {data['rss_after_start_mb']:.1f} MB | - | - | - |")
         for point in data["checkpoints"]:
             lines.append(
                 f"| {labels[key]} | {point['calls']:,} | {point['rss_mb']:.1f} MB | {point['p50_ms']:.2f} ms "
-                f"| {point['p99_ms']:.2f} ms |"
+                f"| {point['p99_ms']:.2f} ms | {point['p50_over_httpx_ms']:+.2f} ms |"
             )
         lines.append(
             f"| {labels[key]} | growth | {data['growth_mb']:+.2f} MB "
-            f"({data['growth_after_first_checkpoint_mb']:+.2f} after the first checkpoint) | | |"
+            f"({data['growth_after_first_checkpoint_mb']:+.2f} after the first checkpoint) | | | |"
         )
     latency_note = f"latency over the last {profile['soak_window']:,} calls before each checkpoint"
-    lines += ["", f"({latency_note}; MB = 10^6 bytes)"]
+    control = "a raw httpx POST interleaved with the servers' calls as a control for the machine's drift"
+    lines += ["", f"({latency_note}; {control}; MB = 10^6 bytes)"]
 
     http = results["http"]
     lines += ["", "### HTTP, stateless JSON mode: server, sandbox and load generator as separate processes", ""]

@@ -305,9 +305,15 @@ def soak(
     log: Log,
 ) -> dict[str, Any]:
     """`total` calls per server (the two tools alternating, servers interleaved call by call);
-    at each checkpoint the server's RSS and the latency of the `window` calls just before it."""
+    at each checkpoint the server's RSS and the latency of the `window` calls just before it.
+
+    A raw httpx POST to the sandbox is interleaved too, as a control: the machine's own drift
+    over the minutes this takes moves it as well, so the latency over it is what is judged
+    for flatness."""
     servers: dict[str, StdioServer] = {}
     result: dict[str, Any] = {c.key: {"checkpoints": []} for c in contenders}
+    loop = asyncio.new_event_loop()
+    control = raw_httpx(base_url)
     try:
         for contender in contenders:
             servers[contender.key] = start(contender, envs, base_url)
@@ -316,24 +322,28 @@ def soak(
             server.call("tools/list")
             result[key]["rss_after_start_mb"] = rss_mb(server.pid)
         tools = list(CALLS)
-        recent: dict[str, list[float]] = {key: [] for key in servers}
-        for index, order in rounds(list(servers), total + 1):
+        recent: dict[str, list[float]] = {key: [] for key in [*servers, control.key]}
+        for index, order in rounds([*servers, control.key], total + 1):
             if index == 0:
                 continue  # calls are counted from 1, so the checkpoints fall on round numbers
             tool = tools[index % len(tools)]
             arguments, _ = CALLS[tool]
             for key in order:
-                server = servers[key]
-                started = time.perf_counter_ns()
-                request_id = server.request("tools/call", {"name": tool, "arguments": arguments})
-                line = server.answer(request_id)
-                elapsed = time.perf_counter_ns() - started
-                parse_answer(line, request_id, "tools/call")
+                if key == control.key:
+                    elapsed = loop.run_until_complete(control.calls[tool]())
+                else:
+                    server = servers[key]
+                    started = time.perf_counter_ns()
+                    request_id = server.request("tools/call", {"name": tool, "arguments": arguments})
+                    line = server.answer(request_id)
+                    elapsed = time.perf_counter_ns() - started
+                    parse_answer(line, request_id, "tools/call")
                 window_samples = recent[key]
                 window_samples.append(elapsed / 1e6)
                 if len(window_samples) > window:
                     del window_samples[0]
             if index in checkpoints:
+                baseline_p50 = summary(recent[control.key])["p50"]
                 for key, server in servers.items():
                     stats = summary(recent[key])
                     result[key]["checkpoints"].append(
@@ -342,6 +352,8 @@ def soak(
                             "rss_mb": rss_mb(server.pid),
                             "p50_ms": stats["p50"],
                             "p99_ms": stats["p99"],
+                            "httpx_p50_ms": baseline_p50,
+                            "p50_over_httpx_ms": stats["p50"] - baseline_p50,
                             "window": len(recent[key]),
                         }
                     )
@@ -349,6 +361,9 @@ def soak(
     finally:
         for server in servers.values():
             server.close()
+        if control.close is not None:
+            loop.run_until_complete(control.close())
+        loop.close()
     for data in result.values():
         last = data["checkpoints"][-1]
         first = data["checkpoints"][0]
