@@ -15,7 +15,7 @@ leaves out contenders whose packages are not installed there, saying so.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -47,7 +47,7 @@ class Contender:
     label: str
     env: str  # which environment it runs from (isolated mode)
     argv: Callable[[Env], list[str]]
-    module: str  # what must be importable for it to run at all
+    distribution: str  # the installed package it needs (a distribution name, not a module)
     cancel_tools: bool  # serves cancel_blueprint and cancel_edit
     about: str
     extra_env: tuple[tuple[str, str], ...] = ()
@@ -75,7 +75,7 @@ RETAB_MCP: Final = Contender(
     "retab-mcp",
     "core",
     _console("retab-mcp"),
-    "retab_mcp",
+    "retab-mcp",
     cancel_tools=True,
     about="this server, as installed: the `retab-mcp` console script",
 )
@@ -84,7 +84,7 @@ FETCH: Final = Contender(
     "mcp-server-fetch",
     "fetch",
     _console("mcp-server-fetch"),
-    "mcp_server_fetch",
+    "mcp-server-fetch",
     cancel_tools=False,
     about="the official Python reference server (same SDK), for cold start only",
 )
@@ -124,7 +124,7 @@ def baseline(ref: str, commit: str) -> Contender:
         f"retab-mcp at {ref} ({commit[:10]})",
         "core",
         lambda env: [env.python, "-c", "import sys; from retab_mcp.cli import main; sys.exit(main())"],
-        "retab_mcp",
+        "retab-mcp",
         cancel_tools=True,
         about=f"retab_mcp/ of commit {commit}, for a before/after comparison",
         extra_env=(("PYTHONPATH", str(source)),),
@@ -178,8 +178,12 @@ def available(contender: Contender, envs: dict[str, Env]) -> str | None:
     """None when the contender can run; otherwise why not."""
     env = envs[contender.env]
     if env.name == "shared":
-        if importlib.util.find_spec(contender.module) is None:
-            return f"{contender.module} is not installed here (uv sync --group bench)"
+        # By distribution, not by module: fastmcp-slim (which other packages pull in) provides a
+        # `fastmcp` module without the server, so an importable module proves nothing.
+        try:
+            importlib.metadata.version(contender.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return f"{contender.distribution} is not installed here (uv sync --group bench)"
         return None
     if not Path(contender.argv(env)[0]).exists():
         return f"{contender.argv(env)[0]} is missing"

@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import dataclasses
 import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
@@ -160,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sandbox.reset()
         callers = [c for c in stdio if c.cancel_tools]
         in_process = [suites.raw_httpx(sandbox.base_url), suites.tool_body(sandbox.base_url)]
-        if importlib.util.find_spec("retab") is not None:
+        if installed("retab"):
             in_process.append(suites.retab_sdk(sandbox.base_url))
         else:
             skipped["sdk"] = "the retab package is not installed here (uv sync --group bench)"
@@ -220,6 +219,14 @@ def http_figures(envs: dict[str, Any], base_url: str, profile: Profile, skipped:
     return httpload.run(
         contenders, profile.http_levels, profile.http_slices, profile.http_warmup_s, profile.http_duration_s, log
     ) | {"labels": {c.key: c.label for c in contenders}}
+
+
+def installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 # -- what the run was on ---------------------------------------------------------------------
@@ -337,7 +344,7 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             at16["calls_per_s"] >= 300 and at16["p99_ms"] < 250 and at16["failed_calls"] == 0,
         )
     else:
-        reason = results["skipped"].get("retab-mcp-http", "not measured")
+        reason = results["skipped"].get("retab-mcp-http", "this run has no concurrency 16")
         goal("HTTP at concurrency 16", ">= 300 calls/s, p99 < 250 ms", f"not measured: {reason}", None)
 
     soak = results["soak"].get(RETAB_MCP.key)
