@@ -160,7 +160,9 @@ def prepare_envs(mode: EnvMode, log: Callable[[str], None]) -> dict[str, Env]:
     log(f"environment core: retab-mcp and its dependencies only ({core})")
     sync_env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
     sync_env["UV_PROJECT_ENVIRONMENT"] = str(core)
-    _run([uv, "sync", "--frozen", "--no-dev", "--compile-bytecode", "--python", sys.executable], env=sync_env)
+    # No dependency group at all, whatever [tool.uv] default-groups says: a user's install.
+    sync = [uv, "sync", "--frozen", "--no-default-groups", "--compile-bytecode", "--python", sys.executable]
+    _run(sync, env=sync_env)
     envs["core"] = Env("core", core / "bin")
     constraints = ENVS_DIR / "constraints.txt"
     _run([uv, "export", "--frozen", "--all-groups", "--no-hashes", "--no-emit-project", "-q", "-o", str(constraints)])
