@@ -414,7 +414,9 @@ def render(results: dict[str, Any]) -> str:
         "|---|" + "---:|" * (3 * len(tools)),
     ]
     broken = {key: value["broken"] for key, value in results.get("in_process", {}).items()}
-    for key, data in per_call.items():
+    # A contender whose every call failed has no samples at all; it still gets its row.
+    rows = {**per_call, **{key: {} for key in broken if key not in per_call}}
+    for key, data in rows.items():
         if "noop" in data:
             continue
         cells = []

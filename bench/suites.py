@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import inspect
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -158,6 +159,8 @@ def tool_body(base_url: str) -> InProcess:
     settings = Settings(api_key=SANDBOX_KEY, base_url=base_url)
     client = RetabClient(settings)
     state = AppState(settings, client)
+    # Internal API, so follow it: the HTTP transport added the request's headers (None on stdio).
+    extra: dict[str, Any] = {"headers": None} if "headers" in inspect.signature(cancel).parameters else {}
 
     def call(tool: str) -> Callable[[], Awaitable[int]]:
         endpoint = BY_TOOL[tool]
@@ -165,7 +168,7 @@ def tool_body(base_url: str) -> InProcess:
 
         async def one() -> int:
             started = time.perf_counter_ns()
-            result = await cancel(endpoint, run_id, False, state)
+            result = await cancel(endpoint, run_id, False, state, **extra)
             elapsed = time.perf_counter_ns() - started
             if result.is_error:
                 raise RuntimeError(f"{tool} failed: {result.content[0]}")
