@@ -18,16 +18,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 import anyio
-import httpx
 import pydantic_core
 
 from retab_mcp import __version__
 from retab_mcp.config import Settings
 from retab_mcp.errors import RETRIED_STATUSES, CallFailed, ErrorCode, upstream_failure
+
+if TYPE_CHECKING:
+    # Imported where it is first used instead (see `RetabClient._pool`): off the start-up path.
+    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +90,13 @@ class RetabClient:
     One instance per process (opened in the server's lifespan), so every call shares one
     connection pool. The key is passed per call, not held here: with the HTTP transport each
     caller brings their own.
+
+    The pool itself is built on the first request, not here: importing httpx and building an
+    `httpx.AsyncClient` (which loads the CA bundle into an SSL context) was the largest cost of
+    start-up after the SDK's own import, between the client spawning the server and its first
+    answer (docs/benchmarks.md). The first tool call pays it instead, once; a CA bundle or base
+    URL that httpx cannot use therefore shows on that call (an internal_error, logged) rather
+    than stopping the server at start.
     """
 
     def __init__(
@@ -102,13 +112,8 @@ class RetabClient:
         self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
-        self._http = httpx.AsyncClient(
-            base_url=settings.base_url,
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            timeout=httpx.Timeout(settings.call_timeout),
-            follow_redirects=False,
-            transport=transport,
-        )
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> RetabClient:
         return self
@@ -117,7 +122,21 @@ class RetabClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+
+    def _pool(self) -> httpx.AsyncClient:
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(
+                base_url=self._settings.base_url,
+                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+                timeout=httpx.Timeout(self._settings.call_timeout),
+                follow_redirects=False,
+                transport=self._transport,
+            )
+        return self._http
 
     async def post(self, path: str, *, api_key: str, noun: str, run_id: str) -> Reply:
         """POST `path` with retries inside the call budget; a `Reply` or a raised `CallFailed`."""
@@ -142,6 +161,9 @@ class RetabClient:
             await self._sleep(wait)
 
     async def _attempt(self, path: str, api_key: str, noun: str, run_id: str, deadline: float) -> Reply | CallFailed:
+        http = self._pool()  # imports httpx on the first call; a dictionary lookup after that
+        import httpx
+
         left = deadline - self._clock()
         if left <= 0:
             return _timed_out(self._settings)
@@ -150,7 +172,7 @@ class RetabClient:
         started = self._clock()
         try:
             with anyio.fail_after(attempt_timeout):
-                async with self._http.stream(
+                async with http.stream(
                     "POST",
                     path,
                     headers={"Authorization": f"Bearer {api_key}"},
@@ -180,7 +202,9 @@ class RetabClient:
         logger.debug("POST %s -> %d in %.0f ms", path, status, (self._clock() - started) * 1000)
         if 200 <= status < 300:
             try:
-                return Reply(pydantic_core.from_json(body), status, request_id, 1)
+                # Keys only: pydantic-core's string cache is process-wide, and every answer's
+                # values (timestamps, ids) are new strings, which would fill it call after call.
+                return Reply(pydantic_core.from_json(body, cache_strings="keys"), status, request_id, 1)
             except ValueError:
                 return CallFailed(
                     ErrorCode.INVALID_RESPONSE,

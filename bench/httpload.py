@@ -1,0 +1,244 @@
+"""HTTP mode: calls per second and latency at fixed concurrency, stateless JSON Streamable HTTP.
+
+Each server runs in its own process on loopback, with the sandbox in another. The load comes
+from a small hand-written HTTP/1.1 client (one keep-alive connection per worker, asyncio
+streams): on a 2-core machine every cycle the client spends is taken from the server, so the
+client is kept to the bytes it must write and read. Each request is a bare `tools/call` with
+`MCP-Protocol-Version: 2025-11-25`, which a stateless server answers without a session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bench.harness import CALLS, PROTOCOL_VERSION, ROOT, SANDBOX_KEY, child_env, free_port, stop, summary
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpContender:
+    key: str
+    label: str
+    argv: list[str]  # with "{port}" where the port goes
+    env: dict[str, str]
+    calls: list[tuple[str, dict[str, Any]]]  # (tool, arguments), taken in turn
+
+
+class HttpServer:
+    def __init__(self, contender: HttpContender) -> None:
+        self.port = free_port()
+        self.contender = contender
+        argv = [part.replace("{port}", str(self.port)) for part in contender.argv]
+        self.argv = argv
+        self.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=contender.env,
+            cwd=ROOT,
+        )
+        self.requests = [self._request(tool, arguments, i) for i, (tool, arguments) in enumerate(contender.calls)]
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{' '.join(self.argv)} exited with {self.process.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{' '.join(self.argv)} did not listen on {self.port}") from None
+                time.sleep(0.05)
+
+    def _request(self, tool: str, arguments: dict[str, Any], request_id: int) -> bytes:
+        body = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": request_id + 1,
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments},
+            },
+            separators=(",", ":"),
+        ).encode()
+        head = (
+            f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: {PROTOCOL_VERSION}\r\n"
+            f"Authorization: Bearer {SANDBOX_KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+    def close(self) -> None:
+        stop(self.process)
+
+
+class BadAnswer(RuntimeError):
+    pass
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bytes:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status_line, _, rest = head.partition(b"\r\n")
+    length = None
+    for line in rest.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length is None:
+        raise BadAnswer(f"no Content-Length (not JSON response mode?): {head[:300]!r}")
+    body = await reader.readexactly(length)
+    if b" 200 " not in status_line:
+        raise BadAnswer(f"{status_line!r}: {body[:300]!r}")
+    return body
+
+
+def _check(body: bytes) -> None:
+    message = json.loads(body)
+    result = message.get("result")
+    if not isinstance(result, dict) or result.get("isError"):
+        raise BadAnswer(f"not a successful tool result: {body[:300]!r}")
+
+
+async def _load(server: HttpServer, concurrency: int, warmup: float, duration: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    measure_from = start + warmup
+    measure_to = measure_from + duration
+    latencies: list[float] = []
+    completed = 0
+    failures = 0
+    bodies: list[bytes] = []
+
+    async def worker(offset: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        index = offset
+        try:
+            while True:
+                began = loop.time()
+                if began >= measure_to:
+                    return
+                body = await _exchange(reader, writer, server.requests[index % len(server.requests)])
+                ended = loop.time()
+                index += 1
+                if b'"isError":true' in body or b'"result"' not in body:
+                    nonlocal failures
+                    failures += 1  # every answer is looked at; the first few are parsed in full
+                if measure_from <= ended <= measure_to:
+                    nonlocal completed
+                    completed += 1  # throughput: calls completed inside the window
+                    if began >= measure_from:  # latency: calls wholly inside it
+                        latencies.append((ended - began) * 1000)
+                    if len(bodies) < 4:
+                        bodies.append(body)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    for body in bodies:
+        _check(body)
+    return {"calls_per_s": completed / duration, "latencies": latencies, "completed": completed, "failures": failures}
+
+
+def run(
+    contenders: Sequence[HttpContender],
+    levels: Sequence[int],
+    slices: int,
+    warmup: float,
+    duration: float,
+    log: Log,
+) -> dict[str, Any]:
+    """Every contender at every level, in `slices` interleaved slices (A B B A ...) whose calls
+    are pooled: throughput is the calls completed over the measured seconds, p50/p99 over the
+    calls of every slice. A server that fails (does not start, answers an error) is reported
+    as failed with the reason, and the others go on."""
+    servers: dict[str, HttpServer] = {}
+    results: dict[str, Any] = {c.key: {} for c in contenders}
+    try:
+        for contender in contenders:
+            servers[contender.key] = HttpServer(contender)
+        for key, server in list(servers.items()):
+            try:
+                server.wait_ready()
+            except RuntimeError as exc:
+                results[key] = {"failed": str(exc)}
+                log(f"  http: {key} failed: {exc}")
+                servers.pop(key).close()
+        for level in levels:
+            pooled: dict[str, list[dict[str, Any]]] = {key: [] for key in servers}
+            for slice_ in range(slices):
+                order = list(servers)
+                if slice_ % 2:
+                    order.reverse()
+                for key in order:
+                    if "failed" in results[key]:
+                        continue
+                    try:
+                        pooled[key].append(asyncio.run(_load(servers[key], level, warmup, duration)))
+                    except (OSError, BadAnswer, asyncio.IncompleteReadError, ValueError) as exc:
+                        results[key] = {"failed": f"{type(exc).__name__}: {exc}"[:500]}
+                        log(f"  http: {key} failed: {results[key]['failed']}")
+            for key, parts in pooled.items():
+                if "failed" in results[key] or not parts:
+                    continue
+                latencies = [value for part in parts for value in part["latencies"]]
+                stats = summary(latencies)
+                results[key][str(level)] = {
+                    "concurrency": level,
+                    "calls_per_s": sum(p["completed"] for p in parts) / (duration * len(parts)),
+                    "p50_ms": stats["p50"],
+                    "p99_ms": stats["p99"],
+                    "completed": sum(p["completed"] for p in parts),
+                    "failed_calls": sum(p["failures"] for p in parts),
+                    "latency_ms": stats,
+                    "slices": [{"calls_per_s": p["calls_per_s"], **summary(p["latencies"])} for p in parts],
+                }
+            log(f"  http: concurrency {level} done")
+    finally:
+        for server in servers.values():
+            server.close()
+    return results
+
+
+def retab_mcp_http(bin_dir: str, base_url: str) -> HttpContender:
+    return HttpContender(
+        "retab-mcp",
+        "retab-mcp --transport http",
+        [f"{bin_dir}/retab-mcp", "--transport", "http", "--host", "127.0.0.1", "--port", "{port}"],
+        # No key on the server: each request carries the caller's, as in a shared deployment.
+        child_env({"RETAB_API_BASE_URL": base_url}, drop=("RETAB_API_KEY",)),
+        [(tool, arguments) for tool, (arguments, _) in CALLS.items()],
+    )
+
+
+def generated_http(python: str, script: str, base_url: str) -> HttpContender:
+    return HttpContender(
+        "generated",
+        "generated: fastmcp from_openapi, HTTP",
+        [python, script, "--http", "{port}"],
+        child_env({"RETAB_API_KEY": SANDBOX_KEY, "RETAB_API_BASE_URL": base_url}),
+        [(tool, arguments) for tool, (arguments, _) in CALLS.items()],
+    )
+
+
+def floor_http(python: str, script: str) -> HttpContender:
+    return HttpContender(
+        "floor",
+        "floor: bare MCPServer, no-op tool, HTTP",
+        [python, script, "--http", "{port}"],
+        child_env(),
+        [("noop", {})],
+    )

@@ -1,0 +1,63 @@
+"""The benchmark's machinery, run for real with tiny counts (`python -m bench --quick`).
+
+This checks that every suite runs against real processes and that the table and the JSON have
+their shape; it asserts nothing about speed (benchmarks are never timed unit tests). Contenders
+whose packages are not installed (the `bench` dependency group) are skipped by the bench itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import run
+
+
+def test_quick_run_prints_the_tables_and_writes_the_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run.main(["--quick", "--out", str(tmp_path)]) == 0
+
+    table = capsys.readouterr().out
+    headings = ["### Cold start over stdio", "### Per call", "### Memory and cost", "### HTTP", "### Goals"]
+    for heading in headings:
+        assert heading in table
+    assert "SDK floor, interleaved with the above: a no-op `tools/call`" in table
+    assert "| retab-mcp |" in table
+    assert "| floor: raw httpx POST |" in table
+
+    [written] = [p for p in tmp_path.glob("bench-quick-*.json")]
+    results = json.loads(written.read_text())
+    assert json.loads((tmp_path / "latest-quick.json").read_text()) == results
+    assert results["meta"]["quick"] is True
+    assert results["meta"]["nproc"] >= 1
+    assert results["table"] == table.rstrip("\n")
+
+    cold = results["cold_start"]
+    for key in ["floor", "retab-mcp"]:
+        assert cold[key]["tools_list_ms"]["p50"] >= cold[key]["initialize_ms"]["p50"] > 0
+        assert cold[key]["rss_mb"]["p50"] > 0
+    assert cold["retab-mcp"]["first_call_ms"]["n"] == 1
+
+    per_call = results["per_call"]
+    assert per_call["floor"]["noop"]["n"] == 20
+    for key in ["httpx", "retab-mcp"]:
+        for tool in ["cancel_blueprint", "cancel_edit"]:
+            stats = per_call[key][tool]
+            assert stats["n"] == len(stats["samples_ms"]) == 20
+            assert 0 < stats["p50"] <= stats["p99"]
+
+    soak = results["soak"]["retab-mcp"]
+    assert [point["calls"] for point in soak["checkpoints"]] == [10, 30, 60]
+    assert soak["growth_mb"] == pytest.approx(soak["checkpoints"][-1]["rss_mb"] - soak["rss_after_start_mb"])
+
+    http = results["http"]
+    assert set(http["floor"]) == {"1", "4"}
+    assert http["floor"]["4"]["calls_per_s"] > 0
+    if "retab-mcp-http" not in results["skipped"]:
+        assert http["retab-mcp"]["4"]["completed"] > 0
+
+    goals = {row["goal"]: row for row in results["goals"]}
+    assert "cold start vs floor (issue 5)" in goals
+    assert "per-call p50 over raw httpx" in goals
+    assert all(row["holds"] in (True, False, None) for row in goals.values())
