@@ -129,13 +129,23 @@ class RetabClient:
         if self._http is None:
             import httpx
 
-            self._http = httpx.AsyncClient(
-                base_url=self._settings.base_url,
-                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-                timeout=httpx.Timeout(self._settings.call_timeout),
-                follow_redirects=False,
-                transport=self._transport,
-            )
+            try:
+                self._http = httpx.AsyncClient(
+                    base_url=self._settings.base_url,
+                    headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+                    timeout=httpx.Timeout(self._settings.call_timeout),
+                    follow_redirects=False,
+                    transport=self._transport,
+                )
+            except (OSError, ValueError) as exc:
+                # Built lazily, so a broken setup (an unreadable SSL_CERT_FILE, say) shows here, on
+                # a call: it is the user's to fix, not a bug of ours.
+                logger.error("could not set up the HTTP client: %s", exc)
+                raise CallFailed(
+                    ErrorCode.CONFIGURATION_ERROR,
+                    f"The HTTP client to Retab could not be set up ({type(exc).__name__}); check the TLS "
+                    "settings (SSL_CERT_FILE, SSL_CERT_DIR) and proxy variables. Nothing was sent.",
+                ) from None
         return self._http
 
     async def post(self, path: str, *, api_key: str, noun: str, run_id: str) -> Reply:

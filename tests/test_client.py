@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 
@@ -284,3 +285,13 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("Wed, 31 Dec 2025 23:00:00 GMT", now=now) == 0.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+async def test_a_broken_tls_setup_is_a_configuration_error(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing-ca-bundle.pem"))
+    async with RetabClient(replace(settings, base_url="https://127.0.0.1:9")) as client:
+        failure = await fail(client)
+    assert failure.code is ErrorCode.CONFIGURATION_ERROR
+    assert "SSL_CERT_FILE" in failure.message
