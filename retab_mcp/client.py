@@ -94,9 +94,9 @@ class RetabClient:
     The pool itself is built on the first request, not here: importing httpx and building an
     `httpx.AsyncClient` (which loads the CA bundle into an SSL context) was the largest cost of
     start-up after the SDK's own import, between the client spawning the server and its first
-    answer (docs/benchmarks.md). The first tool call pays it instead, once; a CA bundle or base
-    URL that httpx cannot use therefore shows on that call (an internal_error, logged) rather
-    than stopping the server at start.
+    answer (docs/benchmarks.md). The first tool call pays it instead, once; a TLS setup that
+    httpx cannot use (an unreadable SSL_CERT_FILE) therefore shows on that call, as a logged
+    configuration_error, rather than stopping the server at start.
     """
 
     def __init__(
