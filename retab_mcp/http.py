@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from retab_mcp.config import Settings
-from retab_mcp.server import RetabMCPServer, caller_key
+from retab_mcp.server import RetabMCPServer, bearer_token, caller_key
 
 # A tool call's JSON-RPC body is a few hundred bytes; nothing legitimate comes near this.
 MAX_REQUEST_BODY_BYTES: Final = 64 * 1024
@@ -96,10 +96,10 @@ class Front:
             )
         if self.token is None:  # a server key on loopback only (checked at start-up)
             return None
-        scheme, _, presented = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not presented.strip():
+        presented = bearer_token(headers)
+        if presented is None:
             return _unauthorized("missing_token", "Send this server's auth token as `Authorization: Bearer <token>`.")
-        if not hmac.compare_digest(presented.strip().encode(), self.token):
+        if not hmac.compare_digest(presented.encode(), self.token):
             return _unauthorized("invalid_token", "The auth token is not valid for this server.")
         return None
 

@@ -176,14 +176,17 @@ async def cancel(
     return result
 
 
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, if there is one."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
 def caller_key(headers: Mapping[str, str] | None) -> str | None:
     """The Retab key an HTTP caller sent: `Authorization: Bearer <key>` or `Api-Key: <key>`."""
     if not headers:
         return None
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return headers.get("api-key", "").strip() or None
+    return bearer_token(headers) or headers.get("api-key", "").strip() or None
 
 
 def _api_key(settings: Settings, headers: Mapping[str, str] | None) -> str:
