@@ -4,7 +4,8 @@ It is how a newcomer runs the server with no key and no network (`retab-mcp --sa
 anything else can be pointed at (`retab-mcp sandbox --port N`, then `RETAB_API_BASE_URL`), and
 the backend of the tests, always over a real loopback socket. It follows
 `shared/reference/retab-api.md`: the wire format, both auth headers, runs in every lifecycle
-state that advance over time, idempotent cancel, the API's 404 body, and programmable faults.
+state that advance over time, idempotent cancel (some runs stop only seconds after it), reads and
+the edit list with their query parameters, the API's 404 and 422 bodies, and programmable faults.
 
 Keys: any `rt_test_...` key is accepted (`rt_test_sandbox` is the default), `rt_test_forbidden`
 gets 403, anything else 401. Nothing here is imported unless the sandbox is used.
@@ -28,22 +29,28 @@ from retab_mcp.sandbox.state import (
     FORBIDDEN_API_KEY,
     SANDBOX_API_KEY,
     SEEDED_RUNS,
+    STOP_DELAY_SECONDS,
+    STOP_DELAYS,
     Fault,
     RecordedRequest,
     Sandbox,
     fingerprint,
+    seeded_ids_by_status,
 )
 
 __all__ = [
     "FORBIDDEN_API_KEY",
     "SANDBOX_API_KEY",
     "SEEDED_RUNS",
+    "STOP_DELAYS",
+    "STOP_DELAY_SECONDS",
     "Fault",
     "RecordedRequest",
     "RunningSandbox",
     "Sandbox",
     "create_app",
     "fingerprint",
+    "seeded_ids_by_status",
     "serve",
     "serve_in_thread",
 ]
@@ -106,5 +113,15 @@ def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
             file=sys.stderr,
             flush=True,
         )
+        print(_seeded_banner(), file=sys.stderr, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
+
+
+def _seeded_banner() -> str:
+    """The seeded ids by status, one line each, so a newcomer knows what to try."""
+    lines = ["Seeded runs (active ones advance on their own):"]
+    lines += [f"  {status}: {', '.join(ids)}" for status, ids in seeded_ids_by_status().items()]
+    stopping = ", ".join(STOP_DELAYS)
+    lines.append(f"  {stopping}: a cancel answers in_progress; cancelled {STOP_DELAY_SECONDS:g} s later")
+    return "\n".join(lines)

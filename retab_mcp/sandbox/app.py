@@ -1,11 +1,16 @@
-"""The sandbox's HTTP face: Retab's two cancel endpoints and their reads, in the real wire format,
-plus `/_sandbox/...` routes that tests use to program faults and read the request log."""
+"""The sandbox's HTTP face: Retab's two cancel endpoints, their reads and the edit list, in the real
+wire format, plus `/_sandbox/...` routes that tests use to program faults and read the request log.
+
+Query parameters are validated as the API's FastAPI does, answering 422 with its list-shaped
+`detail`, so a client that sends a bad one finds out here rather than in production.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any
+import re
+from typing import Any, Final, Literal
 
 import anyio
 from starlette.applications import Starlette
@@ -13,7 +18,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from retab_mcp.sandbox.state import FORBIDDEN_API_KEY, Fault, Kind, RecordedRequest, Sandbox, fingerprint
+from retab_mcp.sandbox.state import (
+    FORBIDDEN_API_KEY,
+    STATUSES,
+    Fault,
+    Kind,
+    RecordedRequest,
+    Sandbox,
+    fingerprint,
+)
 
 _REASONS = {
     400: "Bad Request",
@@ -47,9 +60,12 @@ def create_app(sandbox: Sandbox) -> Starlette:
                     auth_scheme=scheme,
                     key_fingerprint=fingerprint(key) if key else None,
                     user_agent=request.headers.get("user-agent"),
+                    query=request.url.query,
                 )
             )
-            fault = sandbox.take_fault(request.url.path)
+            # Matched against the path and query, so a fault can target only the status polls.
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            fault = sandbox.take_fault(target)
             if fault is not None:
                 await anyio.sleep(fault.delay)
                 if fault.status is not None:
@@ -61,13 +77,18 @@ def create_app(sandbox: Sandbox) -> Starlette:
             if key == FORBIDDEN_API_KEY:
                 return respond({"detail": "This API key may not access this resource."}, 403)
             run_id = request.path_params.get("run_id", "")
+            query = Query(request)
             if action == "list":
-                limit = int(request.query_params.get("limit", "10") or 10)
-                return respond({"data": sandbox.list_runs(kind, limit), "list_metadata": {}})
+                page = query.list_page()
+                if query.errors:
+                    return respond({"detail": query.errors}, 422)
+                return respond(sandbox.list_runs(kind, **page))
             if action == "cancel":
                 body = sandbox.cancel(kind, run_id)
             else:
-                include_output = request.query_params.get("include_output", "true").lower() != "false"
+                include_output = query.boolean("include_output", default=True)
+                if query.errors:
+                    return respond({"detail": query.errors}, 422)
                 body = sandbox.read(kind, run_id, include_output=include_output)
             if body is None:
                 return respond(
@@ -135,3 +156,80 @@ def _fault_response(fault: Fault, respond: Any) -> Response:
         return response
     headers = {"x-request-id": "req_sbx_fault", **fault.headers}
     return Response(fault.body, status_code=status, headers=headers, media_type=fault.content_type)
+
+
+_ORDERS: Final = ("asc", "desc")
+# What pydantic accepts as an int from a string: ASCII digits, a sign, blanks around, a zero fraction.
+_INT: Final = re.compile(r"\s*([+-]?[0-9]+)(?:\.0*)?\s*")
+_TRUE: Final = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE: Final = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+class Query:
+    """A request's query parameters, read as FastAPI reads them: each problem is collected as an
+    item of the 422 body's `detail` list, so all of them are reported at once.
+
+    An empty value (`status=`) counts as absent: the docs' own list URL sends them so.
+    """
+
+    def __init__(self, request: Request) -> None:
+        self._params = request.query_params
+        self.errors: list[dict[str, Any]] = []
+
+    def _raw(self, name: str) -> str | None:
+        value = self._params.get(name)
+        return value if value else None
+
+    def _fail(self, name: str, kind: str, msg: str, value: str, ctx: dict[str, Any] | None = None) -> None:
+        error: dict[str, Any] = {"type": kind, "loc": ["query", name], "msg": msg, "input": value}
+        if ctx is not None:
+            error["ctx"] = ctx
+        self.errors.append(error)
+
+    def boolean(self, name: str, *, default: bool) -> bool:
+        value = self._raw(name)
+        if value is None:
+            return default
+        if value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        self._fail(name, "bool_parsing", "Input should be a valid boolean, unable to interpret input", value)
+        return default
+
+    def integer(self, name: str, *, default: int, ge: int, le: int) -> int:
+        value = self._raw(name)
+        if value is None:
+            return default
+        match = _INT.fullmatch(value)
+        if match is None:
+            msg = "Input should be a valid integer, unable to parse string as an integer"
+            self._fail(name, "int_parsing", msg, value)
+            return default
+        number = int(match.group(1))
+        if number < ge:
+            self._fail(name, "greater_than_equal", f"Input should be greater than or equal to {ge}", value, {"ge": ge})
+        elif number > le:
+            self._fail(name, "less_than_equal", f"Input should be less than or equal to {le}", value, {"le": le})
+        return number
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str | None:
+        value = self._raw(name)
+        if value is None or value in choices:
+            return value
+        quoted = [f"'{choice}'" for choice in choices]
+        expected = ", ".join(quoted[:-1]) + " or " + quoted[-1]
+        self._fail(name, "literal_error", f"Input should be {expected}", value, {"expected": expected})
+        return None
+
+    def list_page(self) -> dict[str, Any]:
+        """`GET /v1/edits`'s parameters, as `Sandbox.list_runs` takes them."""
+        limit = self.integer("limit", default=10, ge=1, le=100)
+        order: Literal["asc", "desc"] = "asc" if self.choice("order", _ORDERS) == "asc" else "desc"
+        return {
+            "limit": limit,
+            "order": order,
+            "status": self.choice("status", STATUSES),
+            "filename": self._raw("filename"),
+            "template_id": self._raw("template_id"),
+            "after": self._raw("after"),
+            "before": self._raw("before"),
+        }

@@ -2,6 +2,9 @@
 
 Thread-safe, because the sandbox is served from its own thread while tests program it from
 theirs. The clock is injectable (and can be advanced) so lifecycle tests never wait.
+
+Every timestamp a run shows is the moment something happened to it (its creation, a status
+change), never "now": reading or re-cancelling a finished run gives the same body each time.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ Kind = Literal["blueprint", "edit"]
 SANDBOX_API_KEY: Final = "rt_test_sandbox"
 # A sandbox key the API accepts but that may not act on anything: answers 403.
 FORBIDDEN_API_KEY: Final = "rt_test_forbidden"
+STATUSES: Final = ("pending", "queued", "in_progress", "completed", "failed", "cancelled")  # lifecycle order
 TERMINAL: Final = frozenset({"completed", "failed", "cancelled"})
+# How long a stopping run keeps going after its cancel is accepted (seconds of sandbox time).
+STOP_DELAY_SECONDS: Final = 3.0
 FILLED_PDF_BYTES: Final = 2 * 1024 * 1024
 
 
@@ -31,7 +37,8 @@ def fingerprint(api_key: str) -> str:
 
 @dataclass(slots=True)
 class Fault:
-    """A programmed answer for the next `times` API requests whose path contains `match`.
+    """A programmed answer for the next `times` API requests whose path (with its `?query`, if
+    any) contains `match`.
 
     `status=None` answers normally after `delay` (a slow API); a `delay` longer than the
     client's timeout is a stall. `body=None` sends the API's JSON error shape for the status.
@@ -53,27 +60,44 @@ class RecordedRequest:
     auth_scheme: str | None  # "bearer", "api-key" or None
     key_fingerprint: str | None
     user_agent: str | None
+    query: str = ""  # the raw query string, as sent
 
 
 @dataclass(slots=True)
 class Run:
     kind: Kind
     id: str
-    # (seconds after creation, status) steps; the last one whose time has come is current.
+    # (seconds after `origin`, status) steps; the last one whose time has come is current.
     schedule: list[tuple[float, str]]
+    origin: float
+    # created_at, for display and list order: seeded runs were created before the reset that is
+    # their schedule's origin, each at its own moment.
     created: float
-    cancelled_at: float | None = None
+    filename: str
+    template_id: str | None = None
+    cancelled_at: float | None = None  # when a cancel was accepted
+    # A cancel takes effect this long after it is accepted; until then the run keeps going.
+    stop_delay: float = 0.0
     # The cancel page shows a minimal body ({"id", "status", "error"}); some runs answer so.
     minimal: bool = False
 
+    def history(self, now: float) -> list[tuple[float, str]]:
+        """The status changes that have happened by `now`, oldest first, as (moment, status).
+
+        A cancel takes effect at `cancelled_at + stop_delay` unless the schedule reached a
+        terminal status by then: the cancel raced completion and lost.
+        """
+        stop = None if self.cancelled_at is None else self.cancelled_at + self.stop_delay
+        horizon = now if stop is None else min(now, stop)
+        happened = [(self.origin + after, status) for after, status in self.schedule if horizon - self.origin >= after]
+        if not happened:
+            happened = [(self.origin, self.schedule[0][1])]
+        if stop is not None and now >= stop and happened[-1][1] not in TERMINAL:
+            happened.append((stop, "cancelled"))
+        return happened
+
     def status(self, now: float) -> str:
-        if self.cancelled_at is not None:
-            return "cancelled"
-        current = self.schedule[0][1]
-        for after, status in self.schedule:
-            if now - self.created >= after:
-                current = status
-        return current
+        return self.history(now)[-1][1]
 
 
 # Seeded runs in every lifecycle state. The active ones advance on their own, so a newcomer who
@@ -91,6 +115,7 @@ SEEDED_RUNS: Final[tuple[tuple[Kind, str, str], ...]] = (
     ("blueprint", "fbp_completed01", "completed"),
     ("blueprint", "fbp_failed01", "failed"),
     ("blueprint", "fbp_cancelled01", "cancelled"),
+    ("blueprint", "fbp_stopping01", "in_progress"),
     ("edit", "edt_01G34H8J2K", "in_progress"),
     ("edit", "edit_01G34H8J2K", "queued"),
     ("edit", "edt_pending01", "pending"),
@@ -100,7 +125,25 @@ SEEDED_RUNS: Final[tuple[tuple[Kind, str, str], ...]] = (
     ("edit", "edt_failed01", "failed"),
     ("edit", "edt_cancelled01", "cancelled"),
     ("edit", "edt_minimal01", "in_progress"),
+    ("edit", "edt_stopping01", "in_progress"),
 )
+# Runs whose cancel is accepted (it answers in_progress) but takes effect only later.
+STOP_DELAYS: Final[dict[str, float]] = {"fbp_stopping01": STOP_DELAY_SECONDS, "edt_stopping01": STOP_DELAY_SECONDS}
+# Some variety for the list filters; every other edit is of w9_form.pdf, every blueprint of invoice.pdf.
+_EDIT_FILENAMES: Final[dict[str, str]] = {
+    "edit_01G34H8J2K": "invoice_form.pdf",
+    "edt_queued01": "invoice_form.pdf",
+    "edt_failed01": "invoice_form.pdf",
+}
+_EDIT_TEMPLATES: Final[dict[str, str]] = {"edt_running01": "tpl_w9_2026", "edt_completed01": "tpl_w9_2026"}
+
+
+def seeded_ids_by_status() -> dict[str, list[str]]:
+    """The seeded ids under the status each has at a reset, in lifecycle order (for docs and banners)."""
+    by_status: dict[str, list[str]] = {status: [] for status in STATUSES}
+    for _, run_id, status in SEEDED_RUNS:
+        by_status.setdefault(status, []).append(run_id)
+    return {status: ids for status, ids in by_status.items() if ids}
 
 
 class Sandbox:
@@ -133,9 +176,19 @@ class Sandbox:
         with self._lock:
             now = self.now()
             self.runs = {}
-            for kind, run_id, status in SEEDED_RUNS:
-                schedule = _ACTIVE_SCHEDULES.get(status, [(0, status)])
-                self.runs[(kind, run_id)] = Run(kind, run_id, schedule, now, minimal=run_id == "edt_minimal01")
+            for index, (kind, run_id, status) in enumerate(SEEDED_RUNS):
+                self.runs[(kind, run_id)] = Run(
+                    kind,
+                    run_id,
+                    schedule=_ACTIVE_SCHEDULES.get(status, [(0, status)]),
+                    origin=now,  # the schedules count from the reset...
+                    # ...but each was created a minute before the next, the first seeded the oldest.
+                    created=now - 60 * (len(SEEDED_RUNS) - index),
+                    filename="invoice.pdf" if kind == "blueprint" else _EDIT_FILENAMES.get(run_id, "w9_form.pdf"),
+                    template_id=_EDIT_TEMPLATES.get(run_id),
+                    stop_delay=STOP_DELAYS.get(run_id, 0.0),
+                    minimal=run_id == "edt_minimal01",
+                )
             self.faults = []
             self.requests = []
 
@@ -175,34 +228,91 @@ class Sandbox:
             if run is None:
                 return None
             now = self.now()
-            if run.status(now) not in TERMINAL:
+            # A run already stopping keeps its first cancel's clock; a finished one is left as it is.
+            if run.cancelled_at is None and run.status(now) not in TERMINAL:
                 run.cancelled_at = now
             if run.minimal:
                 return {"id": run.id, "status": run.status(now), "error": None}
             return self._render(run, include_output=True)
 
-    def list_runs(self, kind: Kind, limit: int) -> list[dict[str, Any]]:
+    def list_runs(
+        self,
+        kind: Kind,
+        *,
+        limit: int = 10,
+        order: Literal["asc", "desc"] = "desc",
+        status: str | None = None,
+        filename: str | None = None,
+        template_id: str | None = None,
+        after: str | None = None,
+        before: str | None = None,
+    ) -> dict[str, Any]:
+        """A page of `kind`'s runs in the list wire format, `{"data": [...], "list_metadata": {...}}`.
+
+        The sandbox's reading of the API's cursors (ids of runs, ordered by created_at in `order`):
+        - `after=<id>` gives the runs that come after that run in `order`, the first `limit` of them;
+          `before=<id>` the runs just before it: the page ending right before it, still in `order`.
+          Both at once give the runs between them, the first `limit` of them.
+        - `list_metadata.after` is the page's last id when more matching runs follow it, else null;
+          `list_metadata.before` is the page's first id when matching runs come before it, else null
+          (so a first page, or a `before` walk that reached the start, has none).
+        - A cursor locates a position, not a member: a run the filters leave out still works as one.
+          An id that is no run of `kind` gives an empty page with both cursors null.
+        Filters (exact matches; `status` is the run's current one) apply before paging. Items never
+        carry their output (`{}`): a list of completed edits would otherwise weigh megabytes.
+        """
         with self._lock:
-            runs = [run for run in self.runs.values() if run.kind == kind][:limit]
-            return [self._render(run, include_output=False) for run in runs]
+            now = self.now()
+            runs = sorted((run for run in self.runs.values() if run.kind == kind), key=lambda r: (r.created, r.id))
+            if order == "desc":
+                runs.reverse()
+            rank = {run.id: position for position, run in enumerate(runs)}
+            empty: dict[str, Any] = {"data": [], "list_metadata": {"before": None, "after": None}}
+            if (after is not None and after not in rank) or (before is not None and before not in rank):
+                return empty
+            matching = [
+                run
+                for run in runs
+                if (status is None or run.status(now) == status)
+                and (filename is None or run.filename == filename)
+                and (template_id is None or run.template_id == template_id)
+            ]
+            low = -1 if after is None else rank[after]
+            high = len(runs) if before is None else rank[before]
+            window = [run for run in matching if low < rank[run.id] < high]
+            page = window[-limit:] if before is not None and after is None else window[:limit]
+            if not page:
+                return empty
+            first, last = rank[page[0].id], rank[page[-1].id]
+            return {
+                "data": [self._render(run, include_output=False) for run in page],
+                "list_metadata": {
+                    "before": page[0].id if any(rank[run.id] < first for run in matching) else None,
+                    "after": page[-1].id if any(rank[run.id] > last for run in matching) else None,
+                },
+            }
 
     # -- the wire format ----------------------------------------------------------------------
 
     def _render(self, run: Run, include_output: bool) -> dict[str, Any]:
-        now = self.now()
-        status = run.status(now)
+        history = run.history(self.now())
+        changed_at, status = history[-1]
         created = self._wall(run.created)
-        started = self._wall(run.created + 1) if status != "pending" and status != "queued" else None
-        ended_at = run.cancelled_at if run.cancelled_at is not None else now
-        completed = self._wall(ended_at) if status in TERMINAL else None
+        # Started when it went in_progress; a run seeded past that started a second after creation,
+        # and one cancelled before it ever ran has not started at all.
+        started_at = next((moment for moment, step in history if step == "in_progress"), None)
+        if started_at is None and status in ("completed", "failed"):
+            started_at = run.created + 1
+        started = None if started_at is None else self._wall(started_at)
+        completed = self._wall(changed_at) if status in TERMINAL else None
+        updated = self._wall(changed_at)  # the last status change
         error = (
             {"code": "PROCESSING_ERROR", "message": "The document could not be processed.", "details": {}}
             if status == "failed"
             else None
         )
-        file_ref = {"id": "file_" + fingerprint(run.id), "filename": "", "mime_type": ""}
+        file_ref = {"id": "file_" + fingerprint(run.id), "filename": run.filename, "mime_type": "application/pdf"}
         if run.kind == "blueprint":
-            file_ref |= {"filename": "invoice.pdf", "mime_type": "application/pdf"}
             body: dict[str, Any] = {
                 "id": run.id,
                 "file": file_ref,
@@ -215,37 +325,37 @@ class Sandbox:
                 "created_at": created,
                 "started_at": started,
                 "completed_at": completed,
-                "updated_at": self._wall(now),  # not in the docs, but on the wire
+                "updated_at": updated,  # not in the docs, but on the wire
             }
         else:
-            file_ref |= {"filename": "w9_form.pdf", "mime_type": "application/pdf"}
             done = status == "completed"
+            filled_name = run.filename.removesuffix(".pdf") + "_filled.pdf"
             body = {
                 "id": run.id,
                 "file": file_ref,
                 "model": "retab-small",
                 "config": {"color": "#000080"},
                 "instructions": "Fill the form with the vendor's details.",
-                "template_id": None,
-                "output": self._edit_output() if done else {},
+                "template_id": run.template_id,
+                "output": self._edit_output(filled_name) if done else {},
                 "status": status,
                 "error": error,
                 "filled_document_ref": {
                     "id": "file_" + fingerprint(run.id + "filled"),
-                    "filename": "w9_form_filled.pdf",
+                    "filename": filled_name,
                     "mime_type": "application/pdf",
                 }
                 if done
                 else None,
                 "usage": {"credits": 1.0, "page_count": 1} if done else None,
                 "created_at": created,
-                "updated_at": self._wall(now),
+                "updated_at": updated,
             }
         if not include_output:
             body["output"] = {}
         return body
 
-    def _edit_output(self) -> dict[str, Any]:
+    def _edit_output(self, filled_name: str) -> dict[str, Any]:
         if self._filled_pdf is None:
             # A 2 MB PDF, as a completed edit's filled document typically is: data URLs this size
             # are what the server must keep out of a tool result.
@@ -268,7 +378,7 @@ class Sandbox:
                     "value": "true",
                 },
             ],
-            "filled_document": {"filename": "w9_form_filled.pdf", "url": self._filled_pdf},
+            "filled_document": {"filename": filled_name, "url": self._filled_pdf},
         }
 
     def _wall(self, moment: float) -> str:
