@@ -1,6 +1,7 @@
 """Command line: flags -> settings -> transport.
 
     retab-mcp [--sandbox] [--log-level LEVEL]     the MCP server over stdio
+    retab-mcp [--read-only] [--tools a,b]         ... serving only some of the tools
     retab-mcp --transport http [--host H] [--port N] [--stateful] ...   over Streamable HTTP
     retab-mcp sandbox [--host H] [--port N]       the Retab sandbox alone, on loopback
     retab-mcp config CLIENT [--write]             a client's config entry (clients.py)
@@ -21,10 +22,24 @@ from retab_mcp import __version__
 from retab_mcp.config import LOG_LEVELS, ConfigError, Settings, parse_http_path, parse_log_level, split_list
 
 
+class _Parser(argparse.ArgumentParser):
+    def format_help(self) -> str:
+        # The sandbox's seeded runs, listed only when help is asked for: the list lives with the
+        # sandbox, which nothing else on the start-up path imports.
+        if self.prog == "retab-mcp" and self.epilog is None:
+            from retab_mcp.sandbox.state import seeded_ids_by_status
+
+            rows = "\n".join(f"  {status}: {', '.join(ids)}" for status, ids in seeded_ids_by_status().items())
+            self.epilog = f"The sandbox (--sandbox, or the sandbox command) has these runs:\n{rows}"
+        return super().format_help()
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="retab-mcp",
-        description="MCP server exposing Retab's cancel_blueprint and cancel_edit to LLM agents.",
+        description="MCP server that lets LLM agents cancel, read, list and wait for Retab file blueprint "
+        "and edit runs.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"retab-mcp {__version__}")
     parser.add_argument(
@@ -38,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=LOG_LEVELS,
         help="stderr log level (default: RETAB_MCP_LOG_LEVEL, else WARNING)",
     )
+    parser.add_argument(
+        "--read-only",
+        action="store_true",
+        default=None,
+        help="serve only the tools that change nothing: get_blueprint, get_edit, list_edits (RETAB_MCP_READ_ONLY)",
+    )
+    parser.add_argument("--tools", help="serve only these tools, comma-separated (RETAB_MCP_TOOLS)")
     http = parser.add_argument_group("HTTP transport (each flag has an environment twin: config.ENV_VARS)")
     http.add_argument("--transport", choices=("stdio", "http"), help="stdio (default) or http (Streamable HTTP)")
     http.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -86,7 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from retab_mcp.server import RetabMCPServer
 
-    server = RetabMCPServer(settings)
+    try:
+        server = RetabMCPServer(settings)
+    except ConfigError as exc:  # --tools or --read-only name no such tool
+        print(f"retab-mcp: {exc}", file=sys.stderr)
+        return 2
     if settings.transport == "http":
         from retab_mcp.http import serve as serve_http
 
@@ -101,6 +127,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     settings = Settings.from_env()
     flags = {
         "log_level": parse_log_level(args.log_level) if args.log_level else None,
+        "read_only": args.read_only,
+        "tools": split_list(args.tools) if args.tools is not None else None,
         "sandbox": args.sandbox or None,
         "transport": args.transport,
         "host": args.host,

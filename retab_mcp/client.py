@@ -1,10 +1,11 @@
 """The one HTTP client to the Retab API: retries, the per-call time budget, upstream errors.
 
 Why it does more than the Retab SDK: an agent's tool call has to answer before the MCP client's
-own tool timeout (often 30 to 60 s), whatever the API does. So every call runs inside one budget
-(`RETAB_MCP_CALL_TIMEOUT`) that covers all attempts and waits; retries cover 429, 5xx gateway
-errors, connection errors and timeouts (safe: cancel is idempotent); `Retry-After` is honoured,
-and when it asks for longer than the budget has left the call answers at once instead of sleeping.
+own tool timeout (often 30 to 60 s), whatever the API does. So every tool call runs inside one
+deadline (`RETAB_MCP_CALL_TIMEOUT`) that covers all its requests, attempts and waits; retries
+cover 429, 5xx gateway errors, connection errors and timeouts (safe: cancel is idempotent, reads
+and lists change nothing); `Retry-After` is honoured, and when it asks for longer than the
+deadline leaves the call answers at once instead of sleeping.
 Clock, sleep and jitter are injectable so tests never wait for real.
 """
 
@@ -14,11 +15,11 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import quote
 
 import anyio
@@ -109,8 +110,9 @@ class RetabClient:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._settings = settings
-        self._clock = clock
-        self._sleep = sleep
+        # Public so that whatever waits inside a tool call (the status polls) keeps the same time.
+        self.clock = clock
+        self.sleep = sleep
         self._jitter = jitter
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
@@ -148,49 +150,77 @@ class RetabClient:
                 ) from None
         return self._http
 
-    async def post(self, path: str, *, api_key: str, noun: str, run_id: str) -> Reply:
-        """POST `path` with retries inside the call budget; a `Reply` or a raised `CallFailed`."""
-        settings = self._settings
-        deadline = self._clock() + settings.call_timeout
+    def deadline(self) -> float:
+        """When a tool call starting now must have answered, on `self.clock`."""
+        return self.clock() + self._settings.call_timeout
+
+    async def request(
+        self,
+        method: Literal["GET", "POST"],
+        path: str,
+        *,
+        api_key: str,
+        verb: str,
+        subject: str,
+        params: Mapping[str, str] | None = None,
+        deadline: float | None = None,
+    ) -> Reply:
+        """`method path` with retries until `deadline` (default: a call budget from now).
+
+        Returns a `Reply`, or raises `CallFailed`; `verb` and `subject` ("cancel", "edit 'edt_1'")
+        word its message.
+        """
+        if deadline is None:
+            deadline = self.deadline()
         attempt = 0
         while True:
             attempt += 1
-            outcome = await self._attempt(path, api_key, noun, run_id, deadline)
+            outcome = await self._attempt(method, path, params, api_key, deadline, verb, subject)
             if isinstance(outcome, Reply):
                 return Reply(outcome.body, outcome.http_status, outcome.request_id, attempt)
             outcome.attempts = attempt
-            if not _retried(outcome) or attempt >= settings.max_attempts:
+            if not _retried(outcome) or attempt >= self._settings.max_attempts:
                 raise outcome
             wait = outcome.retry_after_seconds if outcome.retry_after_seconds is not None else self._backoff(attempt)
-            if wait >= deadline - self._clock():
+            if wait >= deadline - self.clock():
                 # Waiting would overrun the call's budget: answer now, saying when to retry.
                 if outcome.code is ErrorCode.RATE_LIMITED:
                     outcome.retry_after_seconds = round(wait, 3)
                 raise outcome
-            logger.info("retrying %s after %s in %.2fs (attempt %d)", path, outcome.code, wait, attempt)
-            await self._sleep(wait)
+            logger.info("retrying %s %s after %s in %.2fs (attempt %d)", method, path, outcome.code, wait, attempt)
+            await self.sleep(wait)
 
-    async def _attempt(self, path: str, api_key: str, noun: str, run_id: str, deadline: float) -> Reply | CallFailed:
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        api_key: str,
+        deadline: float,
+        verb: str,
+        subject: str,
+    ) -> Reply | CallFailed:
         http = self._pool()  # imports httpx on the first call; a dictionary lookup after that
         import httpx
 
-        left = deadline - self._clock()
+        left = deadline - self.clock()
         if left <= 0:
             return _timed_out(self._settings)
         # One stalled attempt may take half the budget, so a retry still fits after it.
         attempt_timeout = min(left, self._settings.call_timeout / 2)
-        started = self._clock()
+        started = self.clock()
         try:
             with anyio.fail_after(attempt_timeout):
                 async with http.stream(
-                    "POST",
+                    method,
                     path,
+                    params=params,
                     headers={"Authorization": f"Bearer {api_key}"},
                     timeout=httpx.Timeout(attempt_timeout),
                 ) as response:
                     body = await _read_bounded(response)
         except (TimeoutError, httpx.TimeoutException):
-            logger.info("POST %s timed out after %.2fs", path, self._clock() - started)
+            logger.info("%s %s timed out after %.2fs", method, path, self.clock() - started)
             return _timed_out(self._settings)
         except _BodyTooLarge:
             return CallFailed(
@@ -201,7 +231,7 @@ class RetabClient:
             )
         except httpx.HTTPError as exc:
             # The exception's text can carry the URL; the type name says enough and leaks nothing.
-            logger.info("POST %s failed: %s", path, type(exc).__name__)
+            logger.info("%s %s failed: %s", method, path, type(exc).__name__)
             return CallFailed(
                 ErrorCode.NETWORK_ERROR,
                 f"Could not reach the Retab API at {self._settings.base_url} ({type(exc).__name__}).",
@@ -209,7 +239,7 @@ class RetabClient:
 
         status = response.status_code
         request_id = response.headers.get("x-request-id")
-        logger.debug("POST %s -> %d in %.0f ms", path, status, (self._clock() - started) * 1000)
+        logger.debug("%s %s -> %d in %.0f ms", method, path, status, (self.clock() - started) * 1000)
         if 200 <= status < 300:
             try:
                 # Keys only: pydantic-core's string cache is process-wide, and every answer's
@@ -225,8 +255,8 @@ class RetabClient:
         return upstream_failure(
             status,
             body,
-            noun=noun,
-            run_id=run_id,
+            verb=verb,
+            subject=subject,
             request_id=request_id,
             retry_after_seconds=parse_retry_after(response.headers.get("retry-after")),
         )

@@ -36,6 +36,12 @@ ENV_VARS: Final = (
     ),
     EnvVar("RETAB_MCP_MAX_ATTEMPTS", "4", "Upstream attempts per tool call, the first one included (1 to 10)."),
     EnvVar("RETAB_MCP_LOG_LEVEL", "WARNING", "Log level of the stderr log: " + ", ".join(LOG_LEVELS) + "."),
+    EnvVar(
+        "RETAB_MCP_READ_ONLY",
+        "false",
+        "`true` serves only the tools that change nothing (get_blueprint, get_edit, list_edits).",
+    ),
+    EnvVar("RETAB_MCP_TOOLS", "", "Serve only these tools, comma-separated (default: all of them)."),
     EnvVar("RETAB_MCP_SANDBOX", "false", "`true` serves the embedded Retab sandbox in-process and uses it (no key)."),
     EnvVar("RETAB_MCP_TRANSPORT", "stdio", "`stdio`, or `http` for Streamable HTTP."),
     EnvVar("RETAB_MCP_HOST", "127.0.0.1", "HTTP: address to listen on."),
@@ -71,6 +77,9 @@ class Settings:
     call_timeout: float = 30.0
     max_attempts: int = 4
     log_level: LogLevel = "WARNING"
+    # Which tools are served: only the read-only ones, and/or only those named (empty: all).
+    read_only: bool = False
+    tools: tuple[str, ...] = ()
     # Serve the embedded Retab sandbox in this process and talk to it instead of `base_url`.
     sandbox: bool = False
     transport: Literal["stdio", "http"] = "stdio"
@@ -103,6 +112,8 @@ class Settings:
             call_timeout=_number("RETAB_MCP_CALL_TIMEOUT", get("RETAB_MCP_CALL_TIMEOUT"), float, 0.1, 3600),
             max_attempts=_number("RETAB_MCP_MAX_ATTEMPTS", get("RETAB_MCP_MAX_ATTEMPTS"), int, 1, 10),
             log_level=parse_log_level(get("RETAB_MCP_LOG_LEVEL") or "WARNING"),
+            read_only=_flag("RETAB_MCP_READ_ONLY", get("RETAB_MCP_READ_ONLY")),
+            tools=split_list(get("RETAB_MCP_TOOLS")),
             sandbox=_flag("RETAB_MCP_SANDBOX", get("RETAB_MCP_SANDBOX")),
             transport=parse_transport(get("RETAB_MCP_TRANSPORT") or "stdio"),
             host=get("RETAB_MCP_HOST") or "127.0.0.1",

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from retab_mcp.endpoints import Endpoint
+from retab_mcp.endpoints import BLUEPRINT, EDIT, Endpoint, sibling_tool, tool_for
 
 
 class ErrorCode(StrEnum):
@@ -113,10 +113,10 @@ def code_for_status(status: int) -> ErrorCode:
 
 _STATUS_MESSAGES: Final = {
     ErrorCode.UNAUTHORIZED: "Retab rejected the API key",
-    ErrorCode.FORBIDDEN: "The API key is valid but not permitted to cancel this {noun}",
-    ErrorCode.NOT_FOUND: "Retab has no {noun} with id {run_id!r}",
-    ErrorCode.CONFLICT: "Retab reported a conflict cancelling {noun} {run_id!r}",
-    ErrorCode.INVALID_REQUEST: "Retab rejected the cancel request for {noun} {run_id!r}",
+    ErrorCode.FORBIDDEN: "The API key is valid but not permitted to {verb} {subject}",
+    ErrorCode.NOT_FOUND: "Retab has no {subject}",
+    ErrorCode.CONFLICT: "Retab reported a conflict on {subject}",
+    ErrorCode.INVALID_REQUEST: "Retab rejected the request to {verb} {subject}",
     ErrorCode.RATE_LIMITED: "Retab is rate-limiting this API key",
     ErrorCode.UPSTREAM_UNAVAILABLE: "The Retab API is failing or unavailable",
     ErrorCode.INVALID_RESPONSE: "The Retab API answered with an unexpected response",
@@ -127,15 +127,18 @@ def upstream_failure(
     status: int,
     body: bytes,
     *,
-    noun: str,
-    run_id: str,
+    verb: str,
+    subject: str,
     request_id: str | None,
     retry_after_seconds: float | None,
 ) -> CallFailed:
-    """The failure for a non-2xx response: a server-written message plus the parsed `detail`."""
+    """The failure for a non-2xx response: a server-written message plus the parsed `detail`.
+
+    `verb` and `subject` say what was asked ("cancel", "edit 'edt_1'"), for the message.
+    """
     code = code_for_status(status)
     detail = parse_detail(body)
-    message = _STATUS_MESSAGES[code].format(noun=noun, run_id=run_id) + f" (HTTP {status})."
+    message = _STATUS_MESSAGES[code].format(verb=verb, subject=subject) + f" (HTTP {status})."
     if detail:
         message += f" Retab said: {detail}"
     return CallFailed(
@@ -190,8 +193,16 @@ def bounded_line(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
 
 
 def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
-    """What the agent should do next, in the server's words."""
+    """What the agent should do next, in the server's words.
+
+    Wherever the run's state is in doubt, the hint points at the read tool (read-only: hosts run
+    it without asking the user), never at another cancel.
+    """
     tool = endpoint.tool
+    read = tool_for("read", endpoint.kind)
+    check = (
+        f"Call {read} (read-only) to learn the run's status" if endpoint.action == "cancel" else f"Call {tool} again"
+    )
     match failure.code:
         case ErrorCode.INVALID_ARGUMENT:
             return "Fix the arguments and call again; nothing was sent to Retab."
@@ -208,17 +219,17 @@ def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
         case ErrorCode.FORBIDDEN:
             return "The key cannot act on this run (another organization or missing permission). Ask the user."
         case ErrorCode.NOT_FOUND:
-            if run_id.startswith(endpoint.sibling_prefixes):
-                sibling = endpoint.sibling_tool
+            sibling = sibling_tool(endpoint)
+            if sibling and run_id.startswith(_other_prefixes(endpoint)):
                 return f"This id looks like it belongs to {sibling}; call {sibling} with it instead."
             return (
                 "Check the id: it must be the exact id Retab returned when the run was created. "
                 "Retrying the same id will not help."
             )
         case ErrorCode.CONFLICT:
-            return f"The run changed while cancelling. Call {tool} again: cancel is idempotent."
+            return f"The run changed meanwhile. {check}, then decide whether to call {tool} again."
         case ErrorCode.INVALID_REQUEST:
-            return "Retab refused the request as malformed; check the id. Retrying unchanged will not help."
+            return "Retab refused the request as malformed; check the arguments. Retrying unchanged will not help."
         case ErrorCode.RATE_LIMITED:
             if failure.retry_after_seconds is not None:
                 return f"Wait {failure.retry_after_seconds:g} seconds, then call {tool} again."
@@ -226,23 +237,29 @@ def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
         case ErrorCode.UPSTREAM_UNAVAILABLE:
             wait = f"{failure.retry_after_seconds:g} seconds" if failure.retry_after_seconds else "a minute"
             return (
-                f"Retab is having trouble; the server already retried. Wait {wait} and call {tool} again; "
+                f"Retab is having trouble; the server already retried. Wait {wait}, then call {tool} again; "
                 "if it keeps failing, tell the user the run may still be going."
             )
         case ErrorCode.TIMEOUT:
-            return (
-                f"Retab did not answer in time; the cancel may or may not have reached it. Call {tool} "
-                "again (cancel is idempotent) to learn the run's status."
-            )
+            if endpoint.action == "cancel":
+                return (
+                    "Retab did not answer in time; the cancel may or may not have reached it. "
+                    f"{check} before cancelling again."
+                )
+            return f"Retab did not answer in time. {check}."
         case ErrorCode.NETWORK_ERROR:
             return (
-                f"Retab could not be reached. Call {tool} again shortly; if it keeps failing, the user "
-                "should check the network and RETAB_API_BASE_URL."
+                f"Retab could not be reached. {check} shortly; if it keeps failing, the user should check "
+                "the network and RETAB_API_BASE_URL."
             )
         case ErrorCode.INVALID_RESPONSE:
             return (
-                "Retab's answer could not be read, so the run's status is unknown. Call the tool again "
-                "once; if it repeats, tell the user."
+                f"Retab's answer could not be read, so the state is unknown. {check} once; if it repeats, "
+                "tell the user."
             )
         case ErrorCode.INTERNAL_ERROR:
             return "retab-mcp failed unexpectedly; tell the user (its log on stderr has the details)."
+
+
+def _other_prefixes(endpoint: Endpoint) -> tuple[str, ...]:
+    return tuple(prefix for kind in (BLUEPRINT, EDIT) if kind is not endpoint.kind for prefix in kind.id_prefixes)

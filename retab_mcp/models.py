@@ -1,4 +1,4 @@
-"""The Retab wire models of the two cancel endpoints, with the API's own field descriptions.
+"""The Retab wire models of the runs the tools act on, with the API's own field descriptions.
 
 They are lenient exactly where the real API varies, because a cancel that worked must never be
 reported as a failure over a detail of the body:
@@ -30,6 +30,11 @@ STATUS_DESCRIPTION: Final = (
 )
 
 JsonObject = dict[str, Any]
+
+
+def is_terminal(status: object) -> bool | None:
+    """True once a run has stopped, False while it goes on, None for a status new to this server."""
+    return True if status in TERMINAL_STATUSES else False if status in ACTIVE_STATUSES else None
 
 
 class RetabModel(BaseModel):

@@ -5,6 +5,8 @@ that does not match `outputSchema`. The Inspector and the TypeScript SDK validat
 several agent SDKs drop `structuredContent` on errors. A single schema that both outcomes
 satisfy, with the same JSON repeated as text, reads the same in every client.
 
+Runs (cancel, read) and pages of runs (list) each have their envelope shape.
+
 Size: a run's `output` can hold a multi-megabyte PDF as a data URL. It is left out unless asked
 for, any data URL over 64 KiB is replaced by a short descriptor even then, and a result that is
 still too large is trimmed, so a default result stays under 64 KiB whatever the API sends.
@@ -13,16 +15,25 @@ still too large is trimmed, so a default result stays under 64 KiB whatever the 
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import pydantic_core
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult, ContentBlock, ResourceLink, TextContent
 from pydantic import BaseModel, Field, ValidationError, create_model
 
-from retab_mcp.endpoints import Endpoint
+from retab_mcp.endpoints import Endpoint, tool_for
 from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, hint_for
-from retab_mcp.models import ACTIVE_STATUSES, STATUS_DESCRIPTION, TERMINAL_STATUSES, KnownStatus
+from retab_mcp.models import STATUS_DESCRIPTION, KnownStatus, is_terminal
 
+# Where an edit's filled document is served on demand when it is too large to return inline.
+FILLED_DOCUMENT_URI: Final = "retab://edits/{edit_id}/filled_document"
+# A list cursor as this server passes it back: printable ASCII, no spaces (a query value).
+CURSOR_PATTERN: Final = r"^[!-~]{1,512}$"
+CURSOR: Final = re.compile(CURSOR_PATTERN)
+MAX_LIST_ITEMS: Final = 100
 DATA_URL_LIMIT: Final = 64 * 1024
 # The envelope is sent twice (structured and as text), so half the result limit each.
 DEFAULT_JSON_BUDGET: Final = 30 * 1024
@@ -49,22 +60,28 @@ class OmittedData(BaseModel):
     filename: str | None = Field(description="The file's name, when the run gives one.")
     mime_type: str | None = Field(description="MIME type from the data URL.")
     size_bytes: int = Field(description="Size of the decoded content in bytes.")
+    resource_uri: str | None = Field(
+        description="An MCP resource that serves the file on demand (resources/read), when there is one."
+    )
 
 
-class CancelResult(BaseModel):
-    """The fields every tool's envelope has; each tool adds its run under its own name."""
+class RunResult(BaseModel):
+    """The fields every run tool's envelope has; each tool adds its run under its own name."""
 
     ok: bool = Field(description="True when Retab answered with the run; false on any error (see `error`).")
     status: KnownStatus | str | None = Field(
-        description="The run's status after the cancel; null when the call failed. " + STATUS_DESCRIPTION
+        description="The run's status when the call answered; null when the call failed. " + STATUS_DESCRIPTION
     )
     terminal: bool | None = Field(
         description="True when the run has stopped (completed, failed or cancelled), false while it "
         "is still going, null when unknown (the call failed, or the status is new to this server)."
     )
-    note: str | None = Field(description="What the result means, in one or two sentences; null on errors.")
+    note: str | None = Field(description="What the result means and what to do next; null on errors.")
+    waited_seconds: float = Field(
+        description="How long the call waited for the run to stop (wait_seconds); 0 when it did not wait."
+    )
     output_omitted: bool = Field(
-        description="True when the run has an `output` that this result leaves out; call again with "
+        description="True when the run has an `output` that this result leaves out; read it with "
         "include_output=true to get it."
     )
     omitted_data: list[OmittedData] = Field(description="Data URLs over 64 KiB replaced by descriptors.")
@@ -75,56 +92,128 @@ class CancelResult(BaseModel):
     error: ErrorInfo | None = Field(description="Why the call failed; null when ok.")
 
 
-@functools.cache
-def result_model(endpoint: Endpoint) -> type[CancelResult]:
-    """The envelope of one tool: the common fields plus the run under its noun."""
-    run_field: Any = (
-        endpoint.run_model | None,
-        Field(description=f"The {endpoint.noun} as Retab returned it; null when the call failed."),
+class RunSummary(BaseModel):
+    """One run of a list, in a few fields: enough to pick it and act on it by id."""
+
+    id: str = Field(description="The run's id, for the get_ and cancel_ tools.")
+    status: KnownStatus | str | None = Field(description="Its status when listed. " + STATUS_DESCRIPTION)
+    terminal: bool | None = Field(description="True when it has stopped, false while it is still going.")
+    created_at: str | None = Field(description="When it was created (ISO 8601), as Retab sent it.")
+    filename: str | None = Field(description="Name of its source file.")
+
+
+class ListResult(BaseModel):
+    """The envelope of a list tool; it adds the page under the plural of its noun."""
+
+    ok: bool = Field(description="True when Retab answered with a page; false on any error (see `error`).")
+    next_after: str | None = Field(
+        description="Pass as `after` to get the next page; null on the last page or on errors."
     )
+    note: str | None = Field(description="What the page holds and how to go on; null on errors.")
+    error: ErrorInfo | None = Field(description="Why the call failed; null when ok.")
+
+
+@dataclass(slots=True)
+class Waited:
+    """How a wait for a run to stop went: what the note and `waited_seconds` report."""
+
+    seconds: float
+    # A status read after the first answer failed: the result shows the last state seen.
+    interrupted_by: CallFailed | None = None
+
+
+@functools.cache
+def result_model(endpoint: Endpoint) -> type[RunResult] | type[ListResult]:
+    """The envelope of one tool: the common fields plus the run (or the page) under its noun."""
     name = "".join(part.title() for part in endpoint.tool.split("_")) + "Result"
-    return create_model(name, __base__=CancelResult, **{endpoint.noun: run_field})
+    noun = endpoint.kind.noun
+    if endpoint.action == "list":
+        page: Any = (list[RunSummary], Field(description=f"The {noun}s of this page; empty on errors."))
+        return create_model(name, __base__=ListResult, **{f"{noun}s": page})
+    run_field: Any = (
+        endpoint.kind.run_model | None,
+        Field(description=f"The {noun} as Retab returned it; null when the call failed."),
+    )
+    return create_model(name, __base__=RunResult, **{noun: run_field})
 
 
-def succeeded(endpoint: Endpoint, body: object, *, include_output: bool) -> CallToolResult:
-    """The envelope for a 2xx body; raises `CallFailed(invalid_response)` if it is not a run."""
+def succeeded(
+    endpoint: Endpoint, body: object, *, include_output: bool, waited: Waited | None = None
+) -> CallToolResult:
+    """The envelope for a run Retab answered with; raises `CallFailed(invalid_response)` if it is not one."""
+    kind = endpoint.kind
     if not isinstance(body, dict):
-        raise CallFailed(ErrorCode.INVALID_RESPONSE, f"Retab answered with JSON that is not a {endpoint.noun}.")
+        raise CallFailed(ErrorCode.INVALID_RESPONSE, f"Retab answered with JSON that is not a {kind.noun}.")
     run_body: dict[str, Any] = dict(body)
     output_omitted = False
-    if not include_output and "output" in run_body:
-        output_omitted = run_body["output"] not in (None, {}, [])
-        run_body["output"] = None
+    if not include_output:
+        # A completed run has an output even when the status-only read sent `{}` in its place.
+        output_omitted = run_body.get("output") not in (None, {}, []) or run_body.get("status") == "completed"
+        if "output" in run_body:
+            run_body["output"] = None
     omitted: list[OmittedData] = []
     run_body = _replace_large_data_urls(run_body, "", omitted)
     try:
-        run = endpoint.run_model.model_validate(run_body)
+        run = kind.run_model.model_validate(run_body)
     except ValidationError as exc:
         fields = sorted({".".join(str(part) for part in error["loc"]) for error in exc.errors()})
         raise CallFailed(
             ErrorCode.INVALID_RESPONSE,
-            f"Retab answered with a {endpoint.noun} this server cannot read (bad fields: "
+            f"Retab answered with a {kind.noun} this server cannot read (bad fields: "
             f"{bounded_line(', '.join(fields), 200)}).",
         ) from None
+    if kind.noun == "edit":
+        for item in omitted:
+            if item.path == "output.filled_document.url":
+                item.resource_uri = FILLED_DOCUMENT_URI.format(edit_id=run.id)
     status = run.status
-    terminal = True if status in TERMINAL_STATUSES else False if status in ACTIVE_STATUSES else None
+    terminal = is_terminal(status)
     envelope = result_model(endpoint)(
         ok=True,
         status=status,
         terminal=terminal,
-        note=_note(endpoint, status, terminal, output_omitted),
+        note=_note(endpoint, status, terminal, output_omitted, waited),
+        waited_seconds=round(waited.seconds, 1) if waited else 0.0,
         output_omitted=output_omitted,
         omitted_data=omitted,
         truncated=False,
         error=None,
-        **{endpoint.noun: run},
+        **{kind.noun: run},
     ).model_dump(mode="json")
     text = _to_json(envelope)
     budget = FULL_OUTPUT_JSON_BUDGET if include_output else DEFAULT_JSON_BUDGET
     if len(text) > budget:
         envelope, text = _trim(endpoint, envelope, budget)
-    summary = f"{endpoint.tool}: {endpoint.noun} {run.id} is {status}. {envelope['note']}"
-    return _render(envelope, text, summary)
+    summary = f"{endpoint.tool}: {kind.noun} {run.id}: {status}. {envelope['note']}"
+    return _render(envelope, text, summary, links=[item for item in omitted if item.resource_uri])
+
+
+def listed(endpoint: Endpoint, body: object, *, status_filter: str | None) -> CallToolResult:
+    """The envelope for a page of runs (`{"data": [...], "list_metadata": {...}}`), in summaries."""
+    noun = endpoint.kind.noun
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list) or not all(
+        isinstance(item, dict) and isinstance(item.get("id"), str) for item in data
+    ):
+        raise CallFailed(ErrorCode.INVALID_RESPONSE, f"Retab answered with JSON that is not a list of {noun}s.")
+    assert isinstance(body, dict)
+    summaries = [_summary(item) for item in data[:MAX_LIST_ITEMS]]
+    metadata = body.get("list_metadata")
+    after = metadata.get("after") if isinstance(metadata, dict) else None
+    next_after = after if isinstance(after, str) and CURSOR.fullmatch(after) else None
+    if summaries:
+        active = sum(1 for summary in summaries if summary.terminal is False)
+        note = f"{len(summaries)} {noun}s, newest first; {active} still going."
+    else:
+        note = f"No {noun}s" + (f" with status {status_filter}." if status_filter else ".")
+    if next_after:
+        note += f" More follow: call {endpoint.tool} with after={next_after!r}."
+    elif summaries:
+        note += " This is the last page."
+    envelope = result_model(endpoint)(
+        ok=True, next_after=next_after, note=note, error=None, **{f"{noun}s": summaries}
+    ).model_dump(mode="json")
+    return _render(envelope, _to_json(envelope), f"{endpoint.tool}: {note}")
 
 
 def failed(endpoint: Endpoint, run_id: str, failure: CallFailed) -> CallToolResult:
@@ -137,59 +226,105 @@ def failed(endpoint: Endpoint, run_id: str, failure: CallFailed) -> CallToolResu
         request_id=failure.request_id,
         hint=hint_for(failure, endpoint, run_id),
     )
-    envelope = result_model(endpoint)(
-        ok=False,
-        status=None,
-        terminal=None,
-        note=None,
-        output_omitted=False,
-        omitted_data=[],
-        truncated=False,
-        error=error,
-        **{endpoint.noun: None},
-    ).model_dump(mode="json")
+    noun = endpoint.kind.noun
+    if endpoint.action == "list":
+        fields: dict[str, Any] = {"next_after": None, f"{noun}s": []}
+    else:
+        fields = {
+            "status": None,
+            "terminal": None,
+            "waited_seconds": 0.0,
+            "output_omitted": False,
+            "omitted_data": [],
+            "truncated": False,
+            noun: None,
+        }
+    envelope = result_model(endpoint)(ok=False, note=None, error=error, **fields).model_dump(mode="json")
     summary = f"{endpoint.tool} failed: {failure.code}. {failure.message} Next: {error.hint}"
     return _render(envelope, _to_json(envelope), summary)
 
 
-def invalid_arguments(endpoint: Endpoint, exc: ValidationError) -> CallFailed:
+def invalid_arguments(endpoint: Endpoint, exc: ValidationError | None, unknown: list[str]) -> CallFailed:
     """An `invalid_argument` failure in the server's words, naming each bad argument."""
-    problems: list[str] = []
-    for error in exc.errors():
+    kind = endpoint.kind
+    problems = [f"`{bounded_line(name, 40)}` is not an argument of {endpoint.tool}." for name in unknown]
+    for error in exc.errors() if exc else []:
         name = str(error["loc"][0]) if error["loc"] else "arguments"
+        limit = (error.get("ctx") or {}).get("le")
         if error["type"] == "missing":
             problems.append(f"`{name}` is required.")
-        elif name == endpoint.id_arg:
+        elif name == kind.id_arg and endpoint.action != "list":
             got = bounded_line(repr(error.get("input")), 60)
             problems.append(
-                f"`{name}` must be a Retab {endpoint.noun} id: 1 to 128 characters from A-Z, a-z, 0-9, "
-                f"`_` and `-` (for example {endpoint.id_example}); got {got}."
+                f"`{name}` must be a Retab {kind.noun} id: 1 to 128 characters from A-Z, a-z, 0-9, "
+                f"`_` and `-` (for example {kind.id_example}); got {got}."
             )
         elif name == "include_output":
             problems.append("`include_output` must be true or false.")
+        elif name == "wait_seconds" and limit is not None:
+            problems.append(f"`wait_seconds` must be from 0 to {limit:g} (this server's time limit per call).")
         else:
             problems.append(f"`{name}`: {bounded_line(error['msg'], 120)}")
     return CallFailed(ErrorCode.INVALID_ARGUMENT, " ".join(dict.fromkeys(problems)))
 
 
-def _note(endpoint: Endpoint, status: str, terminal: bool | None, output_omitted: bool) -> str:
-    noun = endpoint.noun
-    if status == "cancelled":
-        note = f"The {noun} is cancelled: the run has stopped."
+def _note(endpoint: Endpoint, status: str, terminal: bool | None, output_omitted: bool, waited: Waited | None) -> str:
+    noun = endpoint.kind.noun
+    read = tool_for("read", endpoint.kind)
+    cancel = tool_for("cancel", endpoint.kind)
+    waiting = f"after waiting {waited.seconds:.0f} s, " if waited and waited.seconds else ""
+    if endpoint.action == "cancel":
+        if status == "cancelled":
+            note = f"The {noun} is cancelled: the run has stopped."
+        elif status == "completed":
+            note = f"The {noun} had already completed, so there was nothing to cancel; its result stands."
+        elif status == "failed":
+            note = f"The {noun} had already failed, so there was nothing to cancel (see its `error`)."
+        elif terminal is False:
+            note = (
+                f"Cancellation was requested, but {waiting}the {noun} is still {status}. To wait until it "
+                f"stops, call {read} with wait_seconds (read-only); there is no need to cancel again."
+            )
+        else:
+            note = (
+                f"Retab reports a status this server does not know ({status!r}); treat it as the run's current state."
+            )
+    elif status == "cancelled":
+        note = f"The {noun} was cancelled: the run has stopped."
     elif status == "completed":
-        note = f"The {noun} had already completed, so there was nothing to cancel; its result stands."
+        note = f"The {noun} has completed."
     elif status == "failed":
-        note = f"The {noun} had already failed, so there was nothing to cancel (see its `error`)."
+        note = f"The {noun} failed (see its `error`)."
     elif terminal is False:
         note = (
-            f"Cancellation was requested but the {noun} is still {status}; call {endpoint.tool} "
-            "again in a few seconds to confirm it stopped."
+            f"{waiting}the {noun} is still {status}. Call {read} with wait_seconds to wait until it stops, "
+            f"or {cancel} to stop it."
         )
+        note = note[0].upper() + note[1:]
     else:
         note = f"Retab reports a status this server does not know ({status!r}); treat it as the run's current state."
+    if waited and waited.interrupted_by:
+        note += (
+            f" Waiting ended early: a later read failed ({waited.interrupted_by.code}), so this is the last "
+            f"state seen; call {read} to read it again."
+        )
     if output_omitted:
-        note += " Its output was left out; call again with include_output=true to get it."
+        note += f" Its output was left out; call {read} with include_output=true to get it."
     return note
+
+
+def _summary(item: dict[str, Any]) -> RunSummary:
+    status = item.get("status")
+    file = item.get("file")
+    filename = file.get("filename") if isinstance(file, dict) else None
+    created_at = item.get("created_at")
+    return RunSummary(
+        id=bounded_line(item["id"], 128),
+        status=bounded_line(status, 40) if isinstance(status, str) else None,
+        terminal=is_terminal(status),
+        created_at=bounded_line(created_at, 40) if isinstance(created_at, str) else None,
+        filename=bounded_line(filename, 200) if isinstance(filename, str) else None,
+    )
 
 
 def _replace_large_data_urls(value: Any, path: str, omitted: list[OmittedData]) -> Any:
@@ -219,7 +354,7 @@ def _describe_data_url(url: str, path: str, filename: str | None, omitted: list[
     media = header[len("data:") :]
     mime_type = media.split(";", 1)[0] or None
     size = len(payload) * 3 // 4 - payload[-2:].count("=") if media.endswith(";base64") else len(payload)
-    omitted.append(OmittedData(path=path, filename=filename, mime_type=mime_type, size_bytes=size))
+    omitted.append(OmittedData(path=path, filename=filename, mime_type=mime_type, size_bytes=size, resource_uri=None))
     name = f" {filename!r}" if filename else ""
     return f"[omitted by retab-mcp: {mime_type or 'data'} file{name}, {size} bytes; too large to return]"
 
@@ -227,16 +362,17 @@ def _describe_data_url(url: str, path: str, filename: str | None, omitted: list[
 def _trim(endpoint: Endpoint, envelope: dict[str, Any], budget: int) -> tuple[dict[str, Any], str]:
     """Shrink the run in steps until the envelope fits `budget`: the fields a schema change could
     not make required go first (unknown fields, error details), then long strings, then output."""
-    run = envelope[endpoint.noun]
+    noun = endpoint.kind.noun
+    run = envelope[noun]
     envelope["truncated"] = True
-    known = endpoint.run_model.model_fields
+    known = endpoint.kind.run_model.model_fields
     for key in [key for key in run if key not in known]:
         del run[key]
     if isinstance(run.get("error"), dict):
         run["error"]["details"] = None
     text = _to_json(envelope)
     if len(text) > budget:
-        envelope[endpoint.noun] = run = _shorten_strings(run)
+        envelope[noun] = run = _shorten_strings(run)
         text = _to_json(envelope)
     if len(text) > budget and run.get("output") is not None:
         run["output"] = None
@@ -260,11 +396,23 @@ def _to_json(envelope: dict[str, Any]) -> str:
     return pydantic_core.to_json(envelope).decode()
 
 
-def _render(envelope: dict[str, Any], text: str, summary: str) -> CallToolResult:
+def _render(envelope: dict[str, Any], text: str, summary: str, links: Sequence[OmittedData] = ()) -> CallToolResult:
     # The summary first for people and text-only clients; then the envelope itself as JSON, for
-    # clients that drop `structuredContent` (several do on errors).
+    # clients that drop `structuredContent` (several do on errors); then a link to each file left
+    # out, for clients that offer to open resources.
+    content: list[ContentBlock] = [TextContent(type="text", text=summary), TextContent(type="text", text=text)]
+    content += [
+        ResourceLink(
+            type="resource_link",
+            uri=str(link.resource_uri),
+            name=link.filename or link.path,
+            mime_type=link.mime_type,
+            size=link.size_bytes,
+        )
+        for link in links
+    ]
     return CallToolResult(
-        content=[TextContent(type="text", text=summary), TextContent(type="text", text=text)],
+        content=content,
         structured_content=envelope,
         is_error=not envelope["ok"],
     )

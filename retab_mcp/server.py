@@ -1,17 +1,24 @@
-# The retab-mcp server: two tools, cancel_blueprint and cancel_edit, that stop background Retab
-# runs and tell the agent what state each run is in afterwards.
+# The retab-mcp server: tools that stop, read, find and wait for background Retab runs (file
+# blueprints and edits), and tell the agent what state each run is in.
 #
 # Design decisions, and why:
-# - Tools are rows of the endpoint table (endpoints.py). Each row becomes a plain async function
-#   whose signature (the id argument under the row's name, `include_output`) is generated, so
-#   the SDK derives the inputSchema from type hints and `Field`s as for a hand-written tool,
-#   without two copies of the same body.
+# - Tools are rows of the endpoint table (endpoints.py); what a call does is actions.py, the
+#   same code for every row. Each row becomes a plain async function whose signature (the id
+#   argument under the row's name, `include_output`, `wait_seconds`; the list's filters) is
+#   generated, so the SDK derives the inputSchema from type hints and `Field`s as for a
+#   hand-written tool, without two copies of the same body.
 # - Every outcome is one envelope (results.py), errors included, as `structuredContent` that
 #   validates against the tool's `outputSchema` and as the same JSON in text. Bad arguments are
 #   answered with that envelope too: the SDK's own argument validation answers with bare text,
-#   so `RetabMCPServer.call_tool` validates first, with the same model the SDK would use.
-# - An unknown tool name is a malformed request, answered with JSON-RPC -32602 as the spec says
-#   (MCPServer itself answers it with an isError result).
+#   so `RetabMCPServer.call_tool` validates first, with the same model the SDK would use, and
+#   refuses arguments the inputSchema does not declare (`additionalProperties: false`).
+# - An unknown tool name, or a tool this process does not serve (--read-only, --tools), is a
+#   malformed request, answered with JSON-RPC -32602 as the spec says (MCPServer itself answers
+#   it with an isError result).
+# - Honest annotations: cancels are destructive (hosts ask the user first); reads and the list
+#   are read-only (hosts may run them without asking), which is why every hint about a run's
+#   state points at a read tool.
+# - A file too large for a result (an edit's filled PDF) is a resource, read on demand.
 # - One `RetabClient` (one httpx connection pool) per process, opened in the lifespan, which
 #   runs once per process on every transport. `--sandbox` starts the embedded Retab sandbox
 #   there too; its code is imported only then.
@@ -21,6 +28,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import inspect
 import json
 import logging
@@ -28,45 +37,50 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.mcpserver.tools import Tool
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import Field, ValidationError
 
 from retab_mcp import __version__
+from retab_mcp.actions import Upstream, max_wait_seconds, perform
 from retab_mcp.client import RUN_ID_PATTERN, RetabClient, run_path
 from retab_mcp.config import Settings
-from retab_mcp.endpoints import ENDPOINTS, Endpoint
-from retab_mcp.errors import CallFailed, ErrorCode
-from retab_mcp.results import failed, invalid_arguments, result_model, succeeded
+from retab_mcp.endpoints import EDIT, Endpoint, select
+from retab_mcp.errors import CallFailed, ErrorCode, hint_for
+from retab_mcp.models import KnownStatus
+from retab_mcp.results import CURSOR_PATTERN, FILLED_DOCUMENT_URI, failed, invalid_arguments, result_model
 
 logger = logging.getLogger(__name__)
-# One JSON line per tool call at INFO (tool, id, outcome, upstream status, attempts, latency): the
+# One JSON line per tool call at INFO (tool, id, outcome, upstream status, requests, latency): the
 # operational record of an HTTP deployment. Never the key.
 call_log = logging.getLogger("retab_mcp.calls")
 
-INSTRUCTIONS = (
-    "Tools to stop background Retab runs: cancel_blueprint for file blueprint runs (ids like "
-    "fbp_...), cancel_edit for edit runs (ids like edt_... or edit_...). Each answers with the "
-    "run's status after the cancel and, on failure, an error code with a hint for the next step."
-)
-
 # Cancel changes the run (not read-only), cannot be undone (destructive), is safe to repeat
-# (idempotent) and talks to an outside service (open world).
-ANNOTATIONS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
+# (idempotent) and talks to an outside service (open world). Reads and lists change nothing.
+CANCEL_ANNOTATIONS: Final = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
+)
+READ_ANNOTATIONS: Final = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
+# A filled PDF is typically a few MB; far beyond that is not a document to hand to a client.
+MAX_RESOURCE_BYTES: Final = 20 * 1024 * 1024
 
-IncludeOutput = Annotated[
-    bool,
-    Field(
-        description="Also return the run's `output` (the blueprint payload, or the filled form "
-        "fields and PDF). Off by default: output can be megabytes, and cancelling rarely needs it. "
-        "Even when on, data URLs over 64 KiB are replaced by a short descriptor.",
-    ),
-]
+
+def instructions(endpoints: tuple[Endpoint, ...]) -> str:
+    """What hosts put in the system prompt: the tools served and when to use each."""
+    tools = "; ".join(f"{endpoint.tool} {endpoint.brief}" for endpoint in endpoints)
+    return (
+        "Tools for background Retab runs: file blueprints (ids like fbp_...) and edits (ids like edt_... "
+        f"or edit_...). {tools}. Every answer has `ok`, the run's `status`, whether it is `terminal`, "
+        "a `note` on what it means, and on failure an `error` whose `hint` says what to do next."
+    )
 
 
 @dataclass(slots=True)
@@ -102,23 +116,39 @@ async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
 
 
 class RetabMCPServer(MCPServer[AppState]):
-    """MCPServer whose tool calls always answer with the tool's envelope (see the top comment)."""
+    """MCPServer whose tool calls always answer with the tool's envelope (see the top comment).
 
-    def __init__(self, settings: Settings, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> None:
+    Serves the rows `settings.read_only` and `settings.tools` select; raises ConfigError when
+    they name no such tool.
+    """
+
+    def __init__(self, settings: Settings) -> None:
         self.config = settings
         # Set while the lifespan runs: the upstream client is open. What /readyz reports.
         self.state: AppState | None = None
-        self._tools = {endpoint.tool: _build_tool(endpoint) for endpoint in endpoints}
+        endpoints = select(settings.read_only, settings.tools)
+        max_wait = max_wait_seconds(settings)
+        self._tools = {endpoint.tool: (_build_tool(endpoint, max_wait), endpoint) for endpoint in endpoints}
         super().__init__(
             "retab-mcp",
             title="Retab",
             version=__version__,
-            instructions=INSTRUCTIONS,
+            instructions=instructions(endpoints),
             website_url="https://docs.retab.com",
             tools=[tool for tool, _ in self._tools.values()],
             lifespan=lifespan,
             log_level=settings.log_level,
         )
+        if any(endpoint.kind is EDIT for endpoint in endpoints):
+            self.resource(
+                FILLED_DOCUMENT_URI,
+                name="filled_document",
+                title="Filled PDF of a Retab edit",
+                description="The filled PDF of a completed edit run, fetched from Retab when read (up to "
+                f"{MAX_RESOURCE_BYTES // (1024 * 1024)} MiB). Edit results link here when the PDF is too "
+                "large to return inline.",
+                mime_type="application/pdf",
+            )(filled_document)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
@@ -127,35 +157,37 @@ class RetabMCPServer(MCPServer[AppState]):
         if entry is None:
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name}")
         tool, endpoint = entry
+        unknown = sorted(set(arguments) - set(tool.parameters["properties"]))
         try:
             tool.fn_metadata.validate_arguments(arguments)
+            invalid = None
         except ValidationError as exc:
-            run_id = arguments.get(endpoint.id_arg)
-            return failed(endpoint, run_id if isinstance(run_id, str) else "", invalid_arguments(endpoint, exc))
+            invalid = exc
+        if invalid or unknown:
+            run_id = arguments.get(endpoint.kind.id_arg) if endpoint.action != "list" else None
+            failure = invalid_arguments(endpoint, invalid, unknown)
+            return failed(endpoint, run_id if isinstance(run_id, str) else "", failure)
         return await super().call_tool(name, arguments, context)
 
 
-async def cancel(
-    endpoint: Endpoint, run_id: str, include_output: bool, state: AppState, headers: Mapping[str, str] | None
+async def call(
+    endpoint: Endpoint, arguments: Mapping[str, Any], state: AppState, ctx: Context[AppState, Any] | None
 ) -> CallToolResult:
-    """The body of every tool: one POST, and the envelope for whatever came back."""
+    """The body of every tool: the action, the envelope for whatever came back, one log line."""
     started = time.perf_counter()
-    attempts, http_status = 0, None
+    run_id = arguments.get(endpoint.kind.id_arg) if endpoint.action != "list" else None
+    upstream = None
     try:
-        api_key = _api_key(state.settings, headers)
-        reply = await state.client.post(
-            run_path(endpoint.path, run_id), api_key=api_key, noun=endpoint.noun, run_id=run_id
-        )
-        attempts, http_status = reply.attempts, reply.http_status
-        result = succeeded(endpoint, reply.body, include_output=include_output)
+        api_key = _api_key(state.settings, ctx.headers if ctx else None)
+        upstream = Upstream(state.client, api_key, state.client.deadline())
+        result = await perform(endpoint, arguments, upstream, ctx.report_progress if ctx else _no_progress)
     except CallFailed as failure:
-        attempts, http_status = failure.attempts or attempts, failure.http_status or http_status
-        result = failed(endpoint, run_id, failure)
+        result = failed(endpoint, run_id or "", failure)
     except Exception:
         # A bug here must still answer the call with an envelope; the traceback stays on stderr.
         logger.exception("%s(%r) failed unexpectedly", endpoint.tool, run_id)
         bug = CallFailed(ErrorCode.INTERNAL_ERROR, "retab-mcp failed while handling the call.")
-        result = failed(endpoint, run_id, bug)
+        result = failed(endpoint, run_id or "", bug)
     if call_log.isEnabledFor(logging.INFO):
         envelope = result.structured_content or {}
         error = envelope.get("error") or {}
@@ -167,13 +199,53 @@ async def cancel(
                     "id": run_id,
                     "outcome": error.get("code", "ok"),
                     "status": envelope.get("status"),
-                    "upstream_status": http_status,
-                    "attempts": attempts,
+                    "upstream_status": upstream.http_status if upstream else None,
+                    "attempts": upstream.requests if upstream else 0,
+                    "waited_s": envelope.get("waited_seconds"),
                     "latency_ms": round((time.perf_counter() - started) * 1000, 1),
                 }
             )
         )
     return result
+
+
+async def filled_document(edit_id: str, ctx: Context[AppState, Any]) -> bytes:
+    """`retab://edits/{edit_id}/filled_document`: the edit read whole, its filled PDF decoded."""
+    state: AppState = ctx.request_context.lifespan_context
+    read = next(endpoint for endpoint in select(False, ("get_edit",)))
+    try:
+        api_key = _api_key(state.settings, ctx.headers)
+        upstream = Upstream(state.client, api_key, state.client.deadline())
+        body = await upstream.send(
+            "GET",
+            run_path(EDIT.path, edit_id),
+            {"include_output": "true"},
+            verb="read",
+            subject=f"edit {edit_id!r}",
+        )
+    except CallFailed as failure:
+        raise ResourceError(f"{failure.message} {hint_for(failure, read, edit_id)}") from None
+    output = body.get("output") if isinstance(body, dict) else None
+    document = output.get("filled_document") if isinstance(output, dict) else None
+    url = document.get("url") if isinstance(document, dict) else None
+    if not isinstance(url, str) or not url.startswith("data:") or "," not in url:
+        status = body.get("status") if isinstance(body, dict) else None
+        raise ResourceError(f"Edit {edit_id!r} has no filled document to read (its status is {status!r}).")
+    header, _, payload = url.partition(",")
+    if len(payload) * 3 // 4 > MAX_RESOURCE_BYTES:
+        raise ResourceError(f"The filled document of edit {edit_id!r} is over {MAX_RESOURCE_BYTES} bytes.")
+    if not header.endswith(";base64"):
+        return payload.encode()
+    try:
+        return base64.b64decode(payload, validate=True)
+    except binascii.Error:
+        raise ResourceError(
+            f"Retab sent the filled document of edit {edit_id!r} in a form that cannot be read."
+        ) from None
+
+
+async def _no_progress(progress: float, total: float | None, message: str | None) -> None:
+    """Where there is no request context (a direct call), there is no one to report to."""
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
@@ -201,31 +273,20 @@ def _api_key(settings: Settings, headers: Mapping[str, str] | None) -> str:
     return key
 
 
-def _build_tool(endpoint: Endpoint) -> tuple[Tool, Endpoint]:
-    """The MCP tool for one table row: a function with the row's argument name, and its schema."""
-    run_id_type = Annotated[
-        str,
-        Field(
-            description=f"Id of the {endpoint.noun} run to cancel, exactly as Retab returned it "
-            f"(for example {endpoint.id_example}).",
-            pattern=RUN_ID_PATTERN,
-            min_length=1,
-            max_length=128,
-        ),
-    ]
+def _build_tool(endpoint: Endpoint, max_wait: int) -> Tool:
+    """The MCP tool for one table row: a function with the row's arguments, and its schema."""
 
     async def tool(ctx: Context[AppState, Any], **arguments: Any) -> CallToolResult:
-        state: AppState = ctx.request_context.lifespan_context
-        return await cancel(endpoint, arguments[endpoint.id_arg], arguments["include_output"], state, ctx.headers)
+        return await call(endpoint, arguments, ctx.request_context.lifespan_context, ctx)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [
+        inspect.Parameter(name, keyword, annotation=annotation, default=default)
+        for name, (annotation, default) in _arguments(endpoint, max_wait).items()
+    ]
     tool.__name__ = endpoint.tool
     tool.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [
-            inspect.Parameter(endpoint.id_arg, keyword, annotation=run_id_type),
-            inspect.Parameter("include_output", keyword, annotation=IncludeOutput, default=False),
-            inspect.Parameter("ctx", keyword, annotation=Context),
-        ],
+        [*parameters, inspect.Parameter("ctx", keyword, annotation=Context)],
         return_annotation=Annotated[CallToolResult, result_model(endpoint)],
     )
     built = Tool.from_function(
@@ -234,6 +295,84 @@ def _build_tool(endpoint: Endpoint) -> tuple[Tool, Endpoint]:
         title=endpoint.title,
         description=endpoint.description,
         context_kwarg="ctx",
-        annotations=ANNOTATIONS,
+        annotations=READ_ANNOTATIONS if endpoint.read_only else CANCEL_ANNOTATIONS,
     )
-    return built, endpoint
+    # What a host's model reads of a tool is its name, description and inputSchema: no property
+    # titles (they repeat the names), and no arguments beyond those listed.
+    schema = built.parameters
+    schema.pop("title", None)
+    for prop in schema["properties"].values():
+        prop.pop("title", None)
+    schema["additionalProperties"] = False
+    return built
+
+
+_REQUIRED: Final = inspect.Parameter.empty
+
+
+def _arguments(endpoint: Endpoint, max_wait: int) -> dict[str, tuple[Any, Any]]:
+    """Each argument of the row's tool: (annotation with its schema, default)."""
+    kind = endpoint.kind
+    if endpoint.action == "list":
+        return {
+            "status": (
+                Annotated[KnownStatus | None, Field(description=f"Only {kind.noun}s with this status.")],
+                None,
+            ),
+            "limit": (Annotated[int, Field(description=f"How many {kind.noun}s to return.", ge=1, le=100)], 10),
+            "after": (
+                Annotated[
+                    str | None,
+                    Field(
+                        description="The `next_after` of the previous page, to get the next one.",
+                        pattern=CURSOR_PATTERN,
+                    ),
+                ],
+                None,
+            ),
+            "filename": (
+                Annotated[
+                    str | None,
+                    Field(description="Only edits of the file with this exact name.", min_length=1, max_length=255),
+                ],
+                None,
+            ),
+        }
+    verb = "cancel" if endpoint.action == "cancel" else "read"
+    return {
+        kind.id_arg: (
+            Annotated[
+                str,
+                Field(
+                    description=f"Id of the {kind.noun} run to {verb}, exactly as Retab returned it "
+                    f"(for example {kind.id_example}).",
+                    pattern=RUN_ID_PATTERN,
+                    min_length=1,
+                    max_length=128,
+                ),
+            ],
+            _REQUIRED,
+        ),
+        "include_output": (
+            Annotated[
+                bool,
+                Field(
+                    description=f"Also return the run's `output` ({kind.output}). Off by default: it can be "
+                    "megabytes. Files over 64 KiB are replaced by a descriptor even then.",
+                ),
+            ],
+            False,
+        ),
+        "wait_seconds": (
+            Annotated[
+                float,
+                Field(
+                    description="Wait up to this many seconds for the run to stop, answering as soon as "
+                    "it does (0: answer at once; over the maximum: refused).",
+                    ge=0,
+                    le=max_wait,
+                ),
+            ],
+            0,
+        ),
+    }

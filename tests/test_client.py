@@ -51,18 +51,18 @@ async def client(settings: Settings, vtime: VirtualTime) -> AsyncIterator[RetabC
 
 
 async def post(client: RetabClient, path: str = CANCEL, key: str = SANDBOX_API_KEY) -> object:
-    reply = await client.post(path, api_key=key, noun="edit", run_id="edt_running01")
+    reply = await client.request("POST", path, api_key=key, verb="cancel", subject="edit 'edt_running01'")
     return reply
 
 
 async def fail(client: RetabClient, path: str = CANCEL, key: str = SANDBOX_API_KEY) -> CallFailed:
     with pytest.raises(CallFailed) as caught:
-        await client.post(path, api_key=key, noun="edit", run_id="edt_running01")
+        await client.request("POST", path, api_key=key, verb="cancel", subject="edit 'edt_running01'")
     return caught.value
 
 
 async def test_cancel_is_one_post_with_key_and_user_agent(client: RetabClient, sandbox: RunningSandbox) -> None:
-    reply = await client.post(CANCEL, api_key=SANDBOX_API_KEY, noun="edit", run_id="edt_running01")
+    reply = await client.request("POST", CANCEL, api_key=SANDBOX_API_KEY, verb="cancel", subject="edit 'edt_running01'")
     assert reply.body["status"] == "cancelled"
     assert reply.attempts == 1
     assert reply.request_id
@@ -108,7 +108,7 @@ async def test_503_then_200_succeeds_on_the_second_attempt(
     client: RetabClient, sandbox: RunningSandbox, vtime: VirtualTime
 ) -> None:
     sandbox.sandbox.add_fault(Fault(status=503))
-    reply = await client.post(CANCEL, api_key=SANDBOX_API_KEY, noun="edit", run_id="edt_running01")
+    reply = await client.request("POST", CANCEL, api_key=SANDBOX_API_KEY, verb="cancel", subject="edit 'edt_running01'")
     assert reply.attempts == 2
     assert reply.body["status"] == "cancelled"
     assert vtime.sleeps == [0.375]  # backoff step 0.5 s, equal jitter at 0.5: 0.25 + 0.125
@@ -118,7 +118,7 @@ async def test_retry_after_seconds_is_honoured(
     client: RetabClient, sandbox: RunningSandbox, vtime: VirtualTime
 ) -> None:
     sandbox.sandbox.add_fault(Fault(status=429, headers={"Retry-After": "1"}))
-    reply = await client.post(CANCEL, api_key=SANDBOX_API_KEY, noun="edit", run_id="edt_running01")
+    reply = await client.request("POST", CANCEL, api_key=SANDBOX_API_KEY, verb="cancel", subject="edit 'edt_running01'")
     assert reply.attempts == 2
     assert vtime.sleeps == [1.0]
 
@@ -128,7 +128,7 @@ async def test_retry_after_http_date_is_honoured(
 ) -> None:
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=3), usegmt=True)
     sandbox.sandbox.add_fault(Fault(status=503, headers={"Retry-After": when}))
-    await client.post(CANCEL, api_key=SANDBOX_API_KEY, noun="edit", run_id="edt_running01")
+    await client.request("POST", CANCEL, api_key=SANDBOX_API_KEY, verb="cancel", subject="edit 'edt_running01'")
     [slept] = vtime.sleeps
     assert 1.5 < slept <= 3.0
 
@@ -196,7 +196,7 @@ async def test_stalled_api_times_out_within_the_call_budget(settings: Settings, 
 
 async def test_slow_but_answering_api_succeeds(client: RetabClient, sandbox: RunningSandbox) -> None:
     sandbox.sandbox.add_fault(Fault(status=None, delay=0.2))
-    reply = await client.post(CANCEL, api_key=SANDBOX_API_KEY, noun="edit", run_id="edt_running01")
+    reply = await client.request("POST", CANCEL, api_key=SANDBOX_API_KEY, verb="cancel", subject="edit 'edt_running01'")
     assert reply.body["status"] == "cancelled"
 
 
