@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
-import inspect
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -82,7 +81,7 @@ def cold_start(
                 rss = rss_mb(server.pid)
                 tools = parse_answer(line, request_id, "tools/list")["tools"]
                 if contender.cancel_tools:
-                    if {t["name"] for t in tools} != set(CALLS):
+                    if not set(CALLS) <= {t["name"] for t in tools}:
                         raise RuntimeError(f"{contender.key} lists {[t['name'] for t in tools]}")
                     # Not part of cold start; shows what start-up work was moved to the first call.
                     request_id = server.request("tools/call", {"name": tool, "arguments": CALLS[tool][0]})
@@ -148,27 +147,27 @@ def raw_httpx(base_url: str) -> InProcess:
 
 
 def tool_body(base_url: str) -> InProcess:
-    """retab-mcp's tool body without MCP: `server.cancel()` (the client with its retries and
+    """retab-mcp's tool body without MCP: `server.call()` (the client with its retries and
     budget, then the envelope) awaited in the benchmark's process. Between it and raw httpx is
     retab-mcp's own work; between it and retab-mcp over stdio, the SDK's and the pipes'."""
     from retab_mcp.client import RetabClient
     from retab_mcp.config import Settings
     from retab_mcp.endpoints import BY_TOOL
-    from retab_mcp.server import AppState, cancel
+    from retab_mcp.server import AppState
+    from retab_mcp.server import call as tool_call
 
     settings = Settings(api_key=SANDBOX_KEY, base_url=base_url)
     client = RetabClient(settings)
     state = AppState(settings, client)
-    # Internal API, so follow it: the HTTP transport added the request's headers (None on stdio).
-    extra: dict[str, Any] = {"headers": None} if "headers" in inspect.signature(cancel).parameters else {}
 
     def call(tool: str) -> Callable[[], Awaitable[int]]:
         endpoint = BY_TOOL[tool]
-        run_id = CALLS[tool][0][endpoint.id_arg]
+        # The arguments as the SDK hands them to the tool: validated, defaults filled in.
+        arguments = {"include_output": False, "wait_seconds": 0.0, **CALLS[tool][0]}
 
         async def one() -> int:
             started = time.perf_counter_ns()
-            result = await cancel(endpoint, run_id, False, state, **extra)
+            result = await tool_call(endpoint, arguments, state, None)
             elapsed = time.perf_counter_ns() - started
             if result.is_error:
                 raise RuntimeError(f"{tool} failed: {result.content[0]}")
@@ -179,7 +178,7 @@ def tool_body(base_url: str) -> InProcess:
     return InProcess(
         "body",
         "retab-mcp's tool body, in-process (no MCP)",
-        "retab_mcp.server.cancel() awaited in the benchmark's process: client, retries/budget, envelope",
+        "retab_mcp.server.call() awaited in the benchmark's process: client, retries/budget, envelope",
         {tool: call(tool) for tool in CALLS},
         close=client.aclose,
     )

@@ -77,7 +77,7 @@ def mcpb_manifest(document: dict[str, Any]) -> dict[str, Any]:
         var = next(by_name[name] for name, value in env.items() if value == f"${{user_config.{key}}}")
         field = {**field, "description": var.description}
         if var.default is not None:
-            field["default"] = var.default
+            field["default"] = bundle_default(field, var.default)
         user_config[key] = field
     compatibility = document.get("compatibility", {})
     return {
@@ -90,6 +90,11 @@ def mcpb_manifest(document: dict[str, Any]) -> dict[str, Any]:
         },
         "user_config": user_config,
     }
+
+
+def bundle_default(field: dict[str, Any], default: str) -> Any:
+    """A variable's default as the bundle's user_config field of that type holds it."""
+    return default == "true" if field["type"] == "boolean" else default
 
 
 def env_table() -> str:

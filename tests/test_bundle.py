@@ -86,6 +86,9 @@ async def test_the_packed_bundle_installs_starts_and_lists_the_tools(settings: S
         "__dirname": str(unpacked),
         "user_config.api_key": SANDBOX_API_KEY,
         "user_config.base_url": settings.base_url,
+        # What Claude Desktop fills in for the optional settings left at their defaults.
+        "user_config.read_only": "false",
+        "user_config.tools": "",
     }
     uv = shutil.which(config["command"])  # Claude Desktop brings its own uv for `server.type: "uv"`
     assert uv is not None, f"{config['command']} is not on PATH"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 
 import pytest
 
 from retab_mcp.config import ENV_VARS, ConfigError, Settings, normalize_base_url
 from retab_mcp.logs import RedactingFormatter, redact
+from tests.support import SERVER_COMMAND, clean_env
 
 
 @pytest.mark.parametrize(
@@ -38,6 +40,8 @@ def test_every_variable_is_read() -> None:
         "RETAB_MCP_CALL_TIMEOUT": "12.5",
         "RETAB_MCP_MAX_ATTEMPTS": "2",
         "RETAB_MCP_LOG_LEVEL": "debug",
+        "RETAB_MCP_READ_ONLY": "true",
+        "RETAB_MCP_TOOLS": "get_edit, list_edits",
         "RETAB_MCP_SANDBOX": "true",
         "RETAB_MCP_TRANSPORT": "http",
         "RETAB_MCP_HOST": "0.0.0.0",
@@ -53,6 +57,7 @@ def test_every_variable_is_read() -> None:
     settings = Settings.from_env(env)
     assert (settings.api_key, settings.base_url) == ("rt_test_x", "http://localhost:9")
     assert (settings.call_timeout, settings.max_attempts, settings.log_level) == (12.5, 2, "DEBUG")
+    assert (settings.read_only, settings.tools) == (True, ("get_edit", "list_edits"))
     assert (settings.sandbox, settings.transport, settings.host, settings.port) == (True, "http", "0.0.0.0", 9000)
     assert (settings.http_path, settings.stateful, settings.auth_token) == ("/rpc", True, "tok")
     assert settings.allowed_hosts == ("a.example:*", "b.example")
@@ -93,3 +98,35 @@ def test_the_configured_key_is_redacted_whatever_its_shape() -> None:
     formatter = RedactingFormatter(["plainsecret42"])
     record = logging.LogRecord("x", logging.DEBUG, __file__, 1, "sending %s", ("plainsecret42",), None)
     assert "plainsecret42" not in formatter.format(record)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        (["--tools", "get_edit,cancel_everything"], {}, "cancel_everything"),
+        ([], {"RETAB_MCP_TOOLS": "nope"}, "nope"),
+        (["--read-only", "--tools", "cancel_edit"], {}, "cancel_edit"),
+        ([], {"RETAB_MCP_READ_ONLY": "maybe"}, "RETAB_MCP_READ_ONLY"),
+    ],
+)
+def test_a_tool_selection_that_names_no_served_tool_stops_start_up(
+    argv: list[str], env: dict[str, str], named: str
+) -> None:
+    done = subprocess.run(
+        [*SERVER_COMMAND, *argv],
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    assert named in done.stderr
+    assert done.stdout == ""
+
+
+def test_help_names_the_sandbox_runs_and_the_tool_flags() -> None:
+    done = subprocess.run([*SERVER_COMMAND, "--help"], env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    for text in ("--read-only", "--tools", "edt_stopping01", "fbp_a1b2c3d4e5f6", "edt_completed01"):
+        assert text in done.stdout

@@ -101,7 +101,13 @@ def test_inspector_over_http(server: HttpServer) -> None:
     target = [server.mcp, "--transport", "http"]
     code, listed, stderr = inspector("--method", "tools/list", target=target)
     assert code == 0, stderr
-    assert [t["name"] for t in listed["result"]["tools"]] == ["cancel_blueprint", "cancel_edit"]
+    assert [t["name"] for t in listed["result"]["tools"]] == [
+        "cancel_blueprint",
+        "cancel_edit",
+        "get_blueprint",
+        "get_edit",
+        "list_edits",
+    ]
     code, called, stderr = inspector(
         "--method",
         "tools/call",

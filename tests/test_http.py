@@ -22,6 +22,8 @@ import httpx2
 import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS
 
 from retab_mcp.sandbox import SANDBOX_API_KEY, Fault, RunningSandbox, fingerprint
 
@@ -145,7 +147,13 @@ async def test_both_tools_over_http_in_both_eras(
 ) -> None:
     value = f"Bearer {KEY_A}" if header == "Authorization" else KEY_A
     async with mcp_client(caller_key_server.mcp, {header: value}, mode) as client:
-        assert [t.name for t in (await client.list_tools()).tools] == ["cancel_blueprint", "cancel_edit"]
+        assert [t.name for t in (await client.list_tools()).tools] == [
+            "cancel_blueprint",
+            "cancel_edit",
+            "get_blueprint",
+            "get_edit",
+            "list_edits",
+        ]
         blueprint = await client.call_tool("cancel_blueprint", {"blueprint_id": "fbp_running01"})
         edit = await client.call_tool("cancel_edit", {"edit_id": "edt_unknown"})
     assert blueprint.structured_content is not None
@@ -154,6 +162,63 @@ async def test_both_tools_over_http_in_both_eras(
     assert edit.structured_content is not None
     assert edit.structured_content["error"]["code"] == "not_found"
     assert {r.key_fingerprint for r in sandbox.sandbox.recorded()} == {fingerprint(KEY_A)}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_the_read_tools_over_http_in_both_eras(
+    caller_key_server: HttpServer, sandbox: RunningSandbox, mode: str
+) -> None:
+    async with mcp_client(caller_key_server.mcp, {"Api-Key": KEY_B}, mode) as client:
+        edit = await client.call_tool("get_edit", {"edit_id": "edt_failed01", "wait_seconds": 3})
+        blueprint = await client.call_tool("get_blueprint", {"blueprint_id": "fbp_queued01"})
+        page = await client.call_tool("list_edits", {"status": "failed"})
+    assert edit.structured_content is not None
+    assert (edit.structured_content["status"], edit.structured_content["terminal"]) == ("failed", True)
+    assert blueprint.structured_content is not None
+    assert blueprint.structured_content["status"] == "queued"
+    assert page.structured_content is not None
+    assert [e["id"] for e in page.structured_content["edits"]] == ["edt_failed01"]
+    assert [(r.method, r.path, r.query) for r in sandbox.sandbox.recorded()] == [
+        ("GET", "/v1/edits/edt_failed01", "include_output=false"),
+        ("GET", "/v1/files/blueprints/fbp_queued01", "include_output=false"),
+        ("GET", "/v1/edits", "limit=10&order=desc&status=failed"),
+    ]
+    assert {r.key_fingerprint for r in sandbox.sandbox.recorded()} == {fingerprint(KEY_B)}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_read_only_over_http_serves_only_the_read_tools(sandbox: RunningSandbox, mode: str) -> None:
+    with http_server("--read-only", RETAB_API_BASE_URL=sandbox.base_url) as server:
+        async with mcp_client(server.mcp, {"Api-Key": KEY_A}, mode) as client:
+            names = [t.name for t in (await client.list_tools()).tools]
+            with pytest.raises(MCPError) as caught:
+                await client.call_tool("cancel_edit", {"edit_id": "edt_running01"})
+    assert names == ["get_blueprint", "get_edit", "list_edits"]
+    assert caught.value.error.code == INVALID_PARAMS
+    assert sandbox.sandbox.recorded() == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stateful", [True, False])
+async def test_progress_streams_over_stateful_http(sandbox: RunningSandbox, stateful: bool) -> None:
+    """Stateful HTTP answers over SSE and carries progress; a stateless call with a progress token still answers."""
+    reports: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reports.append(progress)
+
+    flags = ["--stateful"] if stateful else []
+    with http_server(*flags, RETAB_API_BASE_URL=sandbox.base_url) as server:
+        async with mcp_client(server.mcp, {"Api-Key": KEY_A}, "legacy") as client:
+            result = await client.call_tool(
+                "get_edit", {"edit_id": "edt_running01", "wait_seconds": 1.2}, progress_callback=on_progress
+            )
+    assert result.structured_content is not None
+    assert result.structured_content["terminal"] is False
+    if stateful:
+        assert len(reports) >= 2
 
 
 @pytest.mark.anyio

@@ -155,7 +155,8 @@ def test_the_bundle_maps_its_settings_into_the_server_environment() -> None:
     by_name = {var.name: var for var in ENV_VARS}
     for key, field in user_config.items():
         assert field["description"] == by_name[mapped[key]].description
-        assert field.get("default") == by_name[mapped[key]].default
+        default = by_name[mapped[key]].default
+        assert field.get("default") == (default == "true" if field["type"] == "boolean" else default)
     assert manifest["compatibility"]["runtimes"]["python"] == pyproject()["project"]["requires-python"]
     assert (MCPB.parent / manifest["icon"]).is_file()
 

@@ -74,25 +74,52 @@ async def test_tools_list_matches_the_reviewed_snapshot(mode: str) -> None:
     assert tools == json.loads(SNAPSHOT.read_text()), "schema changed: review, then regenerate the snapshot"
 
 
-async def test_exactly_two_tools_with_titles_and_honest_annotations() -> None:
+CANCELS = {"cancel_blueprint": "blueprint_id", "cancel_edit": "edit_id"}
+READS = {"get_blueprint": "blueprint_id", "get_edit": "edit_id"}
+# What a host's model reads of a tool: its name, description and inputSchema.
+CARD_LIMIT = 1536
+
+
+async def test_five_tools_with_titles_and_honest_annotations() -> None:
     tools = {tool["name"]: tool for tool in await list_tools("auto")}
-    assert sorted(tools) == ["cancel_blueprint", "cancel_edit"]
-    for tool in tools.values():
+    assert sorted(tools) == ["cancel_blueprint", "cancel_edit", "get_blueprint", "get_edit", "list_edits"]
+    for name, tool in tools.items():
         assert tool["title"]
-        assert "harmless" in tool["description"]
+        cancel = name in CANCELS
         assert tool["annotations"] == {
-            "readOnlyHint": False,
-            "destructiveHint": True,
+            "readOnlyHint": not cancel,
+            "destructiveHint": cancel,
             "idempotentHint": True,
             "openWorldHint": True,
         }
 
 
-@pytest.mark.parametrize(("tool", "arg"), [("cancel_blueprint", "blueprint_id"), ("cancel_edit", "edit_id")])
-async def test_input_schema_bounds_the_id(tool: str, arg: str) -> None:
+async def test_each_description_says_what_it_changes_and_which_tool_to_use_instead() -> None:
+    """Hosts forward neither the title nor the annotations to the model: the description must say it."""
+    tools = {tool["name"]: tool for tool in await list_tools("auto")}
+    for cancel, read in [("cancel_blueprint", "get_blueprint"), ("cancel_edit", "get_edit")]:
+        assert "cannot be resumed" in tools[cancel]["description"]
+        assert f"use {read} (read-only)" in tools[cancel]["description"]
+        assert "Read-only: changes nothing" in tools[read]["description"]
+        assert f"use {cancel}" in tools[read]["description"]
+    assert "Read-only: changes nothing" in tools["list_edits"]["description"]
+    assert "cannot list blueprint runs" in tools["get_blueprint"]["description"]
+    assert "Blueprint runs cannot be listed" in tools["list_edits"]["description"]
+
+
+async def test_each_tool_card_fits_in_1_5_kib_and_declares_no_extra_arguments() -> None:
+    for tool in await list_tools("auto"):
+        card = {"name": tool["name"], "description": tool["description"], "inputSchema": tool["inputSchema"]}
+        size = len(json.dumps(card, separators=(",", ":")).encode())
+        assert size <= CARD_LIMIT, f"{tool['name']}: {size} bytes"
+        assert tool["inputSchema"]["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(("tool", "arg"), [*CANCELS.items(), *READS.items()])
+async def test_input_schema_bounds_the_id_and_the_wait(tool: str, arg: str) -> None:
     schema = {t["name"]: t for t in await list_tools("auto")}[tool]["inputSchema"]
     assert schema["required"] == [arg]
-    assert set(schema["properties"]) == {arg, "include_output"}
+    assert set(schema["properties"]) == {arg, "include_output", "wait_seconds"}
     id_schema = schema["properties"][arg]
     assert (id_schema["type"], id_schema["pattern"]) == ("string", "^[A-Za-z0-9_-]{1,128}$")
     assert (id_schema["minLength"], id_schema["maxLength"]) == (1, 128)
@@ -101,11 +128,39 @@ async def test_input_schema_bounds_the_id(tool: str, arg: str) -> None:
         "type": "boolean",
         "default": False,
     }
+    # The default call budget is 30 s: a wait may take 25 of them, and says larger values are refused.
+    wait = schema["properties"]["wait_seconds"]
+    assert (wait["type"], wait["minimum"], wait["maximum"], wait["default"]) == ("number", 0, 25, 0)
+    assert "refused" in wait["description"]
+
+
+async def test_the_wait_maximum_follows_the_call_budget() -> None:
+    async for agent in connect(RetabMCPServer(Settings(call_timeout=60)), "auto"):
+        tools = {tool.name: tool for tool in (await agent.client.list_tools()).tools}
+        assert tools["get_edit"].input_schema["properties"]["wait_seconds"]["maximum"] == 55
+
+
+async def test_list_edits_declares_its_filters_and_bounds() -> None:
+    schema = {t["name"]: t for t in await list_tools("auto")}["list_edits"]["inputSchema"]
+    assert "required" not in schema
+    properties = schema["properties"]
+    assert set(properties) == {"status", "limit", "after", "filename"}
+    assert (properties["limit"]["minimum"], properties["limit"]["maximum"], properties["limit"]["default"]) == (
+        1,
+        100,
+        10,
+    )
+    assert {"enum": KNOWN_STATUSES, "type": "string"} in properties["status"]["anyOf"]
 
 
 @pytest.mark.parametrize(
     ("tool", "run_field", "run_model"),
-    [("cancel_blueprint", "blueprint", "FileBlueprint"), ("cancel_edit", "edit", "Edit")],
+    [
+        ("cancel_blueprint", "blueprint", "FileBlueprint"),
+        ("cancel_edit", "edit", "Edit"),
+        ("get_blueprint", "blueprint", "FileBlueprint"),
+        ("get_edit", "edit", "Edit"),
+    ],
 )
 async def test_output_schema_is_one_envelope_carrying_every_documented_field(
     tool: str, run_field: str, run_model: str
@@ -147,6 +202,13 @@ async def test_output_schema_is_one_envelope_carrying_every_documented_field(
     status_options = schema["properties"]["status"]["anyOf"]
     assert {"enum": KNOWN_STATUSES, "type": "string"} in status_options
     assert {"type": "string"} in status_options  # a future status still validates
+
+
+async def test_list_edits_output_is_an_envelope_of_summaries() -> None:
+    schema = {t["name"]: t for t in await list_tools("auto")}["list_edits"]["outputSchema"]
+    assert {"ok", "edits", "next_after", "note", "error"} <= set(schema["required"])
+    summary = schema["$defs"]["RunSummary"]
+    assert set(summary["properties"]) == {"id", "status", "terminal", "created_at", "filename"}
 
 
 async def test_every_schema_node_is_typed() -> None:

@@ -106,7 +106,7 @@ def test_stdout_is_json_rpc_only_and_the_key_never_appears(debug_server: StdioSe
     init = debug_server.initialize()
     assert init["result"]["serverInfo"]["name"] == "retab-mcp"
     assert init["result"]["serverInfo"]["version"] == __version__
-    assert len(debug_server.request("tools/list")["result"]["tools"]) == 2
+    assert len(debug_server.request("tools/list")["result"]["tools"]) == 5
 
     ok = debug_server.call("cancel_edit", {"edit_id": "edt_running01"})["result"]
     assert ok["structuredContent"]["status"] == "cancelled"
@@ -151,7 +151,13 @@ def test_429_with_retry_after_1_then_200_succeeds_after_about_a_second(
 def test_missing_key_starts_lists_warns_once_and_sends_nothing(sandbox: RunningSandbox) -> None:
     server = StdioServer(env=server_env(RETAB_API_BASE_URL=sandbox.base_url))
     server.initialize()
-    assert [t["name"] for t in server.request("tools/list")["result"]["tools"]] == ["cancel_blueprint", "cancel_edit"]
+    assert [t["name"] for t in server.request("tools/list")["result"]["tools"]] == [
+        "cancel_blueprint",
+        "cancel_edit",
+        "get_blueprint",
+        "get_edit",
+        "list_edits",
+    ]
     result = server.call("cancel_blueprint", {"blueprint_id": "fbp_a1b2c3d4e5f6"})["result"]
     assert result["structuredContent"]["error"]["code"] == "configuration_error"
     assert "RETAB_API_KEY" in result["structuredContent"]["error"]["message"]

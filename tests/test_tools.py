@@ -1,4 +1,4 @@
-"""Both tools through the SDK's in-memory Client, in both protocol eras, against the sandbox on
+"""Both cancel tools through the SDK's in-memory Client, in both protocol eras, against the sandbox on
 loopback. Every result is validated against the published outputSchema by the `agent` fixture."""
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ async def test_a_2mb_pdf_in_the_output_gives_a_result_under_64kib(agent: Agent) 
         "filename": "w9_form_filled.pdf",
         "mime_type": "application/pdf",
         "size_bytes": 2 * 1024 * 1024,
+        "resource_uri": "retab://edits/edt_completed01/filled_document",
     }
     assert envelope["output_omitted"] is False
 
@@ -267,9 +268,16 @@ async def test_missing_key_is_configuration_error_and_sends_nothing(
     settings: Settings, sandbox: RunningSandbox, mode: str
 ) -> None:
     async for agent in connect(RetabMCPServer(replace(settings, api_key=None)), mode):
-        assert len((await agent.client.list_tools()).tools) == 2
-        for tool, arg in [("cancel_blueprint", "blueprint_id"), ("cancel_edit", "edit_id")]:
-            _, envelope = await agent.call(tool, {arg: "fbp_a1b2c3d4e5f6"})
+        assert len((await agent.client.list_tools()).tools) == 5
+        calls: list[tuple[str, dict[str, Any]]] = [
+            ("cancel_blueprint", {"blueprint_id": "fbp_a1b2c3d4e5f6"}),
+            ("cancel_edit", {"edit_id": "edt_running01"}),
+            ("get_blueprint", {"blueprint_id": "fbp_a1b2c3d4e5f6"}),
+            ("get_edit", {"edit_id": "edt_running01", "wait_seconds": 2}),
+            ("list_edits", {}),
+        ]
+        for tool, arguments in calls:
+            _, envelope = await agent.call(tool, arguments)
             assert envelope["error"]["code"] == "configuration_error"
             assert "RETAB_API_KEY" in envelope["error"]["message"]
     assert sandbox.sandbox.recorded() == []
