@@ -51,7 +51,7 @@ from retab_mcp import __version__
 from retab_mcp.actions import Upstream, max_wait_seconds, perform
 from retab_mcp.client import RUN_ID_PATTERN, RetabClient, run_path
 from retab_mcp.config import Settings
-from retab_mcp.endpoints import EDIT, Endpoint, select
+from retab_mcp.endpoints import BY_TOOL, EDIT, Endpoint, select
 from retab_mcp.errors import CallFailed, ErrorCode, hint_for
 from retab_mcp.models import KnownStatus
 from retab_mcp.results import CURSOR_PATTERN, FILLED_DOCUMENT_URI, failed, invalid_arguments, result_model
@@ -212,7 +212,7 @@ async def call(
 async def filled_document(edit_id: str, ctx: Context[AppState, Any]) -> bytes:
     """`retab://edits/{edit_id}/filled_document`: the edit read whole, its filled PDF decoded."""
     state: AppState = ctx.request_context.lifespan_context
-    read = next(endpoint for endpoint in select(False, ("get_edit",)))
+    read = BY_TOOL["get_edit"]  # whose hints fit a failed read of an edit
     try:
         api_key = _api_key(state.settings, ctx.headers)
         upstream = Upstream(state.client, api_key, state.client.deadline())
