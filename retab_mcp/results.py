@@ -268,41 +268,41 @@ def invalid_arguments(endpoint: Endpoint, exc: ValidationError | None, unknown: 
     return CallFailed(ErrorCode.INVALID_ARGUMENT, " ".join(dict.fromkeys(problems)))
 
 
+# What a stopped run's status means, after a cancel and after a read.
+_STOPPED_NOTES: Final = {
+    "cancel": {
+        "cancelled": "The {noun} is cancelled: the run has stopped.",
+        "completed": "The {noun} had already completed, so there was nothing to cancel; its result stands.",
+        "failed": "The {noun} had already failed, so there was nothing to cancel (see its `error`).",
+    },
+    "read": {
+        "cancelled": "The {noun} was cancelled: the run has stopped.",
+        "completed": "The {noun} has completed.",
+        "failed": "The {noun} failed (see its `error`).",
+    },
+}
+
+
 def _note(endpoint: Endpoint, status: str, terminal: bool | None, output_omitted: bool, waited: Waited | None) -> str:
     noun = endpoint.kind.noun
     read = tool_for("read", endpoint.kind)
-    cancel = tool_for("cancel", endpoint.kind)
     waiting = f"after waiting {waited.seconds:.0f} s, " if waited and waited.seconds else ""
-    if endpoint.action == "cancel":
-        if status == "cancelled":
-            note = f"The {noun} is cancelled: the run has stopped."
-        elif status == "completed":
-            note = f"The {noun} had already completed, so there was nothing to cancel; its result stands."
-        elif status == "failed":
-            note = f"The {noun} had already failed, so there was nothing to cancel (see its `error`)."
-        elif terminal is False:
-            note = (
-                f"Cancellation was requested, but {waiting}the {noun} is still {status}. To wait until it "
-                f"stops, call {read} with wait_seconds (read-only); there is no need to cancel again."
-            )
-        else:
-            note = (
-                f"Retab reports a status this server does not know ({status!r}); treat it as the run's current state."
-            )
-    elif status == "cancelled":
-        note = f"The {noun} was cancelled: the run has stopped."
-    elif status == "completed":
-        note = f"The {noun} has completed."
-    elif status == "failed":
-        note = f"The {noun} failed (see its `error`)."
-    elif terminal is False:
+    stopped = _STOPPED_NOTES[endpoint.action]
+    if status in stopped:
+        note = stopped[status].format(noun=noun)
+    elif terminal is not False:
+        note = f"Retab reports a status this server does not know ({status!r}); treat it as the run's current state."
+    elif endpoint.action == "cancel":
+        note = (
+            f"Cancellation was requested, but {waiting}the {noun} is still {status}. To wait until it "
+            f"stops, call {read} with wait_seconds (read-only); there is no need to cancel again."
+        )
+    else:
         note = (
             f"{waiting}the {noun} is still {status}. Call {read} with wait_seconds to wait until it stops, "
-            f"or {cancel} to stop it."
+            f"or {tool_for('cancel', endpoint.kind)} to stop it."
         )
         note = note[0].upper() + note[1:]
-    else:
-        note = f"Retab reports a status this server does not know ({status!r}); treat it as the run's current state."
     if waited and waited.interrupted_by:
         note += (
             f" Waiting ended early: a later read failed ({waited.interrupted_by.code}), so this is the last "
