@@ -442,7 +442,8 @@ def test_sigterm_lets_an_in_flight_call_finish_then_exits_0(sandbox: RunningSand
         time.sleep(0.5)  # the call is now waiting on the slow upstream
         server.process.send_signal(signal.SIGTERM)
         caller.join(timeout=30)
-        assert server.stop() == 0
+        # Waited for, not stop()ped: a second SIGTERM during the lifespan's shutdown would kill it.
+        assert server.process.wait(timeout=30) == 0
     response = answer["response"]
     assert response.status_code == 200
     assert response.json()["result"]["structuredContent"]["status"] == "cancelled"
