@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from retab_mcp.sandbox import (
     SANDBOX_API_KEY,
     SEEDED_RUNS,
     STOP_DELAY_SECONDS,
+    Fault,
     RunningSandbox,
     Sandbox,
     seeded_ids_by_status,
@@ -320,6 +322,16 @@ def test_a_run_that_advanced_shows_when_it_did(api: httpx.Client, sandbox: Runni
     assert moment(completed["started_at"]) == start + timedelta(seconds=60)
     assert moment(completed["completed_at"]) == moment(completed["updated_at"]) == start + timedelta(seconds=3600)
     assert completed["created_at"] == queued["created_at"]
+
+
+def test_a_request_delayed_across_a_reset_changes_nothing(api: httpx.Client, sandbox: RunningSandbox) -> None:
+    """A stalled request whose client gave up must not cancel a run of a later test."""
+    sandbox.sandbox.add_fault(Fault(status=None, delay=0.5))
+    with pytest.raises(httpx.ReadTimeout):
+        api.post("/v1/edits/edt_running01/cancel", timeout=0.1)
+    sandbox.sandbox.reset()
+    time.sleep(0.6)  # the delayed request has run its course by now
+    assert get(api, "/v1/edits/edt_running01")["status"] == "in_progress"
 
 
 # -- the seeded runs ----------------------------------------------------------------------------

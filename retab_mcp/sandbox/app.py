@@ -65,11 +65,15 @@ def create_app(sandbox: Sandbox) -> Starlette:
             )
             # Matched against the path and query, so a fault can target only the status polls.
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            generation = sandbox.generation
             fault = sandbox.take_fault(target)
             if fault is not None:
                 await anyio.sleep(fault.delay)
                 if fault.status is not None:
                     return _fault_response(fault, respond)
+                if sandbox.generation != generation:
+                    # Reset while this request was delayed: it acts on nothing.
+                    return respond({"detail": "The sandbox was reset while this request was delayed."}, 503)
             if key is None:
                 return respond({"detail": "Not authenticated"}, 401)
             if not key.startswith("rt_test_"):

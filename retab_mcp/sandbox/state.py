@@ -158,6 +158,10 @@ class Sandbox:
         self.runs: dict[tuple[Kind, str], Run] = {}
         self.faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
+        # Bumped by every reset: a request that was still being delayed by a fault when the state was
+        # reset belongs to the old state and must not act on the new one (a test's stalled request
+        # would otherwise cancel a run in whichever test runs when its delay ends).
+        self.generation = 0
         self.reset()
 
     # -- time ---------------------------------------------------------------------------------
@@ -191,6 +195,7 @@ class Sandbox:
                 )
             self.faults = []
             self.requests = []
+            self.generation += 1
 
     def add_fault(self, fault: Fault) -> None:
         with self._lock:
