@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from bench.harness import BENCH_DIR, ROOT
+from bench.harness import BENCH_DIR, READ_CALLS, ROOT
 
 EnvMode = Literal["isolated", "shared"]
 ENVS_DIR: Final = BENCH_DIR / ".envs"
@@ -51,6 +51,7 @@ class Contender:
     cancel_tools: bool  # serves cancel_blueprint and cancel_edit
     about: str
     extra_env: tuple[tuple[str, str], ...] = ()
+    read_tools: bool = False  # serves the tools of harness.READ_CALLS as well
 
 
 def _script(name: str) -> Callable[[Env], list[str]]:
@@ -78,6 +79,7 @@ RETAB_MCP: Final = Contender(
     "retab-mcp",
     cancel_tools=True,
     about="this server, as installed: the `retab-mcp` console script",
+    read_tools=True,
 )
 FETCH: Final = Contender(
     "fetch",
@@ -119,6 +121,9 @@ def baseline(ref: str, commit: str) -> Contender:
         source.mkdir(parents=True, exist_ok=True)
         archive = subprocess.run(["git", "archive", commit, "retab_mcp"], cwd=ROOT, capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+    endpoints = source / "retab_mcp" / "endpoints.py"
+    # An older commit may serve the cancels only: its per-call rows then have no read calls.
+    reads = endpoints.is_file() and all(f'"{tool}"' in endpoints.read_text() for tool in READ_CALLS)
     return Contender(
         "baseline",
         f"retab-mcp at {ref} ({commit[:10]})",
@@ -128,6 +133,7 @@ def baseline(ref: str, commit: str) -> Contender:
         cancel_tools=True,
         about=f"retab_mcp/ of commit {commit}, for a before/after comparison",
         extra_env=(("PYTHONPATH", str(source)),),
+        read_tools=reads,
     )
 
 

@@ -35,6 +35,13 @@ CALLS: Final[dict[str, tuple[dict[str, Any], str]]] = {
     "cancel_blueprint": ({"blueprint_id": BLUEPRINT_ID}, f"/v1/files/blueprints/{BLUEPRINT_ID}/cancel"),
     "cancel_edit": ({"edit_id": EDIT_ID}, f"/v1/edits/{EDIT_ID}/cancel"),
 }
+# The read calls of the per-call figures, made by the contenders that serve them: (tool, arguments,
+# sandbox path of the matching GET). A read changes nothing, and a read of a stopped run answers as
+# one of a running run does, so every read succeeds whatever the cancels have done to the run.
+READ_CALLS: Final[dict[str, tuple[dict[str, Any], str]]] = {
+    "get_edit": ({"edit_id": EDIT_ID}, f"/v1/edits/{EDIT_ID}?include_output=false"),
+}
+ALL_CALLS: Final = CALLS | READ_CALLS
 
 
 def child_env(extra: Mapping[str, str] | None = None, drop: Sequence[str] = ()) -> dict[str, str]:

@@ -21,7 +21,9 @@ import httpx
 
 from bench.contenders import Contender, Env
 from bench.harness import (
+    ALL_CALLS,
     CALLS,
+    READ_CALLS,
     SANDBOX_KEY,
     StdioServer,
     child_env,
@@ -80,8 +82,10 @@ def cold_start(
                 listed = time.perf_counter_ns()
                 rss = rss_mb(server.pid)
                 tools = parse_answer(line, request_id, "tools/list")["tools"]
+                served = set(CALLS) if contender.cancel_tools else set()
+                served |= set(READ_CALLS) if contender.read_tools else set()
                 if contender.cancel_tools:
-                    if not set(CALLS) <= {t["name"] for t in tools}:
+                    if not served <= {t["name"] for t in tools}:
                         raise RuntimeError(f"{contender.key} lists {[t['name'] for t in tools]}")
                     # Not part of cold start; shows what start-up work was moved to the first call.
                     request_id = server.request("tools/call", {"name": tool, "arguments": CALLS[tool][0]})
@@ -127,10 +131,10 @@ def raw_httpx(base_url: str) -> InProcess:
         base_url=base_url, headers={"Authorization": f"Bearer {SANDBOX_KEY}"}, timeout=httpx.Timeout(30.0)
     )
 
-    def call(path: str) -> Callable[[], Awaitable[int]]:
+    def call(method: str, path: str) -> Callable[[], Awaitable[int]]:
         async def one() -> int:
             started = time.perf_counter_ns()
-            response = await client.post(path)
+            response = await client.request(method, path)
             response.raise_for_status()
             response.json()
             return time.perf_counter_ns() - started
@@ -140,8 +144,9 @@ def raw_httpx(base_url: str) -> InProcess:
     return InProcess(
         "httpx",
         "floor: raw httpx POST",
-        "httpx.AsyncClient POST + .json(), in the benchmark's process",
-        {tool: call(path) for tool, (_, path) in CALLS.items()},
+        "httpx.AsyncClient POST (a cancel) or GET (a read) + .json(), in the benchmark's process",
+        {tool: call("POST", path) for tool, (_, path) in CALLS.items()}
+        | {tool: call("GET", path) for tool, (_, path) in READ_CALLS.items()},
         close=client.aclose,
     )
 
@@ -163,7 +168,7 @@ def tool_body(base_url: str) -> InProcess:
     def call(tool: str) -> Callable[[], Awaitable[int]]:
         endpoint = BY_TOOL[tool]
         # The arguments as the SDK hands them to the tool: validated, defaults filled in.
-        arguments = {"include_output": False, "wait_seconds": 0.0, **CALLS[tool][0]}
+        arguments = {"include_output": False, "wait_seconds": 0.0, **ALL_CALLS[tool][0]}
 
         async def one() -> int:
             started = time.perf_counter_ns()
@@ -179,7 +184,7 @@ def tool_body(base_url: str) -> InProcess:
         "body",
         "retab-mcp's tool body, in-process (no MCP)",
         "retab_mcp.server.call() awaited in the benchmark's process: client, retries/budget, envelope",
-        {tool: call(tool) for tool in CALLS},
+        {tool: call(tool) for tool in ALL_CALLS},
         close=client.aclose,
     )
 
@@ -225,7 +230,9 @@ def per_call(
     log: Log,
     noops: Sequence[Contender] = (),
 ) -> dict[str, Any]:
-    """Per-call latency of both tools, interleaved across every contender, one call at a time.
+    """Per-call latency of the two cancels and the read call(s), interleaved across every
+    contender, one call at a time; each contender makes the calls it serves (`READ_CALLS` only
+    where it has those tools).
 
     Stdio contenders are timed from writing the `tools/call` line to reading its answer line;
     in-process ones around the awaited call. Every answer is checked (outside the timing) to be
@@ -250,7 +257,7 @@ def per_call(
                     del caller.calls[tool]
 
         def stdio_call(server: StdioServer, tool: str) -> int:
-            arguments = CALLS[tool][0] if tool in CALLS else {}
+            arguments = ALL_CALLS[tool][0] if tool in ALL_CALLS else {}
             started = time.perf_counter_ns()
             request_id = server.request("tools/call", {"name": tool, "arguments": arguments})
             line = server.answer(request_id)
@@ -261,9 +268,12 @@ def per_call(
         runners: list[tuple[str, str, Callable[[], int]]] = []
         for contender in noops:
             runners.append((contender.key, "noop", lambda s=servers[contender.key]: stdio_call(s, "noop")))  # type: ignore[misc]
-        for tool in CALLS:
+        readers = {contender.key for contender in stdio if contender.read_tools}
+        for tool in ALL_CALLS:
             for key, server in servers.items():
                 if any(key == contender.key for contender in noops):
+                    continue
+                if tool in READ_CALLS and key not in readers:
                     continue
                 runners.append((key, tool, lambda s=server, t=tool: stdio_call(s, t)))  # type: ignore[misc]
             for caller in in_process:

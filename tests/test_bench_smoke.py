@@ -41,8 +41,8 @@ def test_quick_run_prints_the_tables_and_writes_the_json(tmp_path: Path, capsys:
 
     per_call = results["per_call"]
     assert per_call["floor"]["noop"]["n"] == 20
-    for key in ["httpx", "retab-mcp"]:
-        for tool in ["cancel_blueprint", "cancel_edit"]:
+    for key in ["httpx", "body", "retab-mcp"]:
+        for tool in ["cancel_blueprint", "cancel_edit", "get_edit"]:
             stats = per_call[key][tool]
             assert stats["n"] == len(stats["samples_ms"]) == 20
             assert 0 < stats["p50"] <= stats["p99"]
