@@ -21,6 +21,8 @@ import contextlib
 import hmac
 import json
 import signal
+import socket
+import sys
 from collections.abc import Iterator
 from typing import Final
 
@@ -30,6 +32,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from retab_mcp import __version__
 from retab_mcp.config import Settings
 from retab_mcp.server import RetabMCPServer, bearer_token, caller_key
 
@@ -100,23 +103,39 @@ class Front:
         if presented is None:
             return _unauthorized("missing_token", "Send this server's auth token as `Authorization: Bearer <token>`.")
         if not hmac.compare_digest(presented.encode(), self.token):
-            return _unauthorized("invalid_token", "The auth token is not valid for this server.")
+            # 403 without a challenge: MCP clients answer a 401 by starting OAuth, which this server
+            # does not offer, so the user would read about OAuth instead of a wrong token.
+            return _refused(
+                403,
+                "invalid_token",
+                "The auth token is not valid for this server: send the value of its RETAB_MCP_AUTH_TOKEN.",
+            )
         return None
 
 
 def _unauthorized(error: str, message: str) -> Response:
-    return Response(
-        json.dumps({"error": error, "message": message}),
-        status_code=401,
-        media_type="application/json",
-        headers={"WWW-Authenticate": f'Bearer realm="retab-mcp", error="{error}"'},
-    )
+    return _refused(401, error, message, {"WWW-Authenticate": f'Bearer realm="retab-mcp", error="{error}"'})
+
+
+def _refused(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps({"error": error, "message": message})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 class _DrainingServer(uvicorn.Server):
     """uvicorn re-raises a caught SIGTERM after its graceful shutdown, so the process dies of the
     signal (exit 143). Orchestrators ask for a stop with SIGTERM and expect a clean exit: drain,
     then return normally."""
+
+    def __init__(self, config: uvicorn.Config, settings: Settings) -> None:
+        super().__init__(config)
+        self.settings = settings
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:  # listening: say where, and whose key it spends (at every log level)
+            ports = [s.getsockname()[1] for server in self.servers for s in server.sockets]
+            print(start_line(self.settings, ports[0] if ports else self.settings.port), file=sys.stderr, flush=True)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -126,6 +145,23 @@ class _DrainingServer(uvicorn.Server):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def start_line(settings: Settings, port: int) -> str:
+    """What an operator needs to know once the server listens: where, which mode, whose key."""
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    mode = "stateful: sessions and SSE streams" if settings.stateful else "stateless: JSON responses"
+    if settings.sandbox:
+        key = "the embedded Retab sandbox's (no real key is used)"
+    elif not settings.uses_server_key:
+        key = f"each caller's own, sent with every request; Retab API at {settings.base_url}"
+    elif settings.auth_token:
+        key = f"the server's, for callers presenting RETAB_MCP_AUTH_TOKEN; Retab API at {settings.base_url}"
+    else:
+        key = (
+            f"the server's, for any caller on this machine (no RETAB_MCP_AUTH_TOKEN); Retab API at {settings.base_url}"
+        )
+    return f"retab-mcp {__version__}: MCP at http://{host}:{port}{settings.http_path} ({mode}). Retab key: {key}."
 
 
 def serve(server: RetabMCPServer, settings: Settings) -> None:
@@ -138,4 +174,4 @@ def serve(server: RetabMCPServer, settings: Settings) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_grace),
         server_header=False,
     )
-    _DrainingServer(config).run()
+    _DrainingServer(config, settings).run()
