@@ -20,6 +20,8 @@ from tests.support import npm_command
 from tests.test_http import HttpServer, http_server
 from tests.test_inspector import inspector
 
+pytestmark = pytest.mark.slow
+
 LEGACY_SUITE = "@modelcontextprotocol/conformance@0.1.16"
 MODERN_SUITE = "@modelcontextprotocol/conformance@0.2.0-alpha.12"  # carries the 2026-07-28 requirements
 BASELINE = Path(__file__).parent / "conformance-baseline.yml"
