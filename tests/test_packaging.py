@@ -226,3 +226,35 @@ def _copy_tracked_files(target: Path) -> None:
         if name and source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
+
+
+async def test_the_git_url_path_writes_an_entry_that_installs_from_the_same_url(
+    tmp_path: Path, sandbox: RunningSandbox
+) -> None:
+    # A repository of this tree stands in for the GitHub URL (`uvx --from git+URL` fetches HEAD).
+    repository = tmp_path / "repository"
+    _copy_tracked_files(repository)
+    git = ["git", "-C", str(repository), "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "this tree"]):
+        await anyio.run_process([*git, *step])
+    source = f"git+{repository.as_uri()}"
+    config = tmp_path / "claude_desktop_config.json"
+    uvx = str(Path(UV or "uv").with_name("uvx"))
+    done = await anyio.run_process(
+        [uvx, "--from", source, "retab-mcp", "config", "claude-desktop", "--write", "--config-path", str(config)],
+        cwd=tmp_path,
+        env=uv_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    entry = json.loads(config.read_text())["mcpServers"]["retab"]
+    # Not `uvx retab-mcp`, which asks the package index: the same Git URL.
+    assert entry["command"] == uvx
+    assert entry["args"] == ["--from", source, "retab-mcp"]
+
+    env = {**uv_env(), **entry["env"], "RETAB_API_KEY": SANDBOX_API_KEY, "RETAB_API_BASE_URL": sandbox.base_url}
+    params = StdioServerParameters(command=entry["command"], args=entry["args"], env=env, cwd=str(tmp_path))
+    async with Client(params) as client:
+        result = await client.call_tool("cancel_edit", {"edit_id": "edt_running01"})
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "cancelled"
