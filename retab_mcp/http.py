@@ -12,7 +12,8 @@ Decisions, and why:
 - DNS-rebinding protection stays on whatever the host (the SDK turns it off for non-loopback
   hosts unless told otherwise); real hostnames are added with --allowed-hosts/--allowed-origins.
 - /healthz and /readyz sit outside the MCP path, without auth, for orchestrator probes.
-- SIGTERM drains in-flight calls for a grace period, then exits 0.
+- SIGTERM drains: no new call is admitted, every call in flight answers within the grace period
+  (finished, or `shutting_down` just before it ends), then the process exits 0.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 import hmac
 import json
 import signal
+import socket
 from collections.abc import Iterator
 from typing import Final
 
@@ -114,9 +116,19 @@ def _unauthorized(error: str, message: str) -> Response:
 
 
 class _DrainingServer(uvicorn.Server):
-    """uvicorn re-raises a caught SIGTERM after its graceful shutdown, so the process dies of the
-    signal (exit 143). Orchestrators ask for a stop with SIGTERM and expect a clean exit: drain,
-    then return normally."""
+    """uvicorn with the drain this server promises.
+
+    - At shutdown, before uvicorn waits for in-flight requests, the admission gate stops
+      admitting and moves every call's hard stop to just before the grace ends: each call
+      finishes, or answers `shutting_down`, while uvicorn still waits for it. uvicorn alone
+      cancels what is left at the end of the grace, and the client gets a bare 500.
+    - uvicorn re-raises a caught SIGTERM after its graceful shutdown, so the process dies of the
+      signal (exit 143). Orchestrators ask for a stop with SIGTERM and expect a clean exit.
+    """
+
+    def __init__(self, config: uvicorn.Config, server: RetabMCPServer) -> None:
+        super().__init__(config)
+        self._mcp = server
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -126,6 +138,11 @@ class _DrainingServer(uvicorn.Server):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._mcp.state is not None:
+            self._mcp.state.gate.drain(self.config.timeout_graceful_shutdown or 0)
+        await super().shutdown(sockets)
 
 
 def serve(server: RetabMCPServer, settings: Settings) -> None:
@@ -138,4 +155,4 @@ def serve(server: RetabMCPServer, settings: Settings) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_grace),
         server_header=False,
     )
-    _DrainingServer(config).run()
+    _DrainingServer(config, server).run()
