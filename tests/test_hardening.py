@@ -7,27 +7,33 @@ bombs, bodies that arrive slowly) a small raw HTTP server of this module's own o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gzip
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import anyio
 import httpx
 import pytest
+import uvicorn
 
+from retab_mcp import http
 from retab_mcp.config import Settings
 from retab_mcp.sandbox import Fault, RunningSandbox
 from retab_mcp.server import RetabMCPServer
-from tests.conftest import connect, texts
+from tests.conftest import Agent, connect, texts
 from tests.support import clean_env
-from tests.test_http import KEY_A, LEGACY_HEADERS, http_server, jsonrpc, mcp_client
+from tests.test_http import KEY_A, LEGACY_HEADERS, free_port, http_server, jsonrpc, mcp_client
 
 pytestmark = pytest.mark.anyio
 
@@ -329,3 +335,177 @@ async def test_calls_that_cannot_finish_within_the_grace_answer_shutting_down(sa
     # The wait had seen the run: it answers with it, and says why it stopped waiting.
     assert (waited["ok"], waited["status"], waited["terminal"]) == (True, "in_progress", False)
     assert "this retab-mcp process is shutting down" in waited["note"]
+
+
+# -- overload: a bounded number of calls in flight, the rest turned away at once ------------------
+
+
+async def test_a_burst_past_capacity_is_answered_in_time_with_typed_rejections(sandbox: RunningSandbox) -> None:
+    sandbox.sandbox.add_fault(Fault(status=None, delay=0.4, match="/v1/edits/", times=1000))
+    env = {"RETAB_API_BASE_URL": sandbox.base_url, "RETAB_MCP_MAX_IN_FLIGHT": "4", "RETAB_MCP_CALL_TIMEOUT": "5"}
+    with http_server(**env) as server:
+        headers = {**LEGACY_HEADERS, "Api-Key": KEY_A}
+        seconds: list[float] = []
+        envelopes: list[dict[str, Any]] = []
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=100)) as client:
+
+            async def one() -> None:
+                started = time.monotonic()
+                call = tool_call("get_edit", {"edit_id": "edt_running01"})
+                answer = await client.post(server.mcp, json=call, headers=headers)
+                seconds.append(time.monotonic() - started)
+                envelopes.append(answer.json()["result"]["structuredContent"])
+
+            async with anyio.create_task_group() as group:
+                for _ in range(60):
+                    group.start_soon(one)
+    outcomes = [envelope["error"]["code"] if envelope["error"] else "ok" for envelope in envelopes]
+    assert len(outcomes) == 60
+    assert set(outcomes) == {"ok", "overloaded"}
+    # 4 at a time for 0.4 s each, and 1 s to wait for a slot: a few rounds get in.
+    assert 4 <= outcomes.count("ok") <= 24
+    assert max(seconds) < 5
+    rejected = [envelope for envelope in envelopes if envelope["error"]]
+    assert all(
+        envelope["error"]["retryable"] and envelope["error"]["retry_after_seconds"] == 1 for envelope in rejected
+    )
+    assert "sent nothing" in rejected[0]["error"]["hint"]
+    # Nothing was sent for a rejected call, and nothing twice for an admitted one.
+    assert len(sandbox.sandbox.recorded()) == outcomes.count("ok")
+
+
+async def reads_while_another_waits(agent: Agent) -> list[float]:
+    """Seconds each of three quick reads took, made while a 2 s wait is in progress."""
+    quick: list[float] = []
+
+    async def reads() -> None:
+        await anyio.sleep(0.3)
+        for _ in range(3):
+            started = time.monotonic()
+            _, envelope = await agent.call("get_edit", {"edit_id": "edt_completed01"})
+            assert envelope["ok"] is True
+            quick.append(time.monotonic() - started)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(agent.call, "get_blueprint", {"blueprint_id": "fbp_running01", "wait_seconds": 2})
+        group.start_soon(reads)
+    return quick
+
+
+async def test_calls_waiting_for_their_run_leave_room_for_others(settings: Settings) -> None:
+    """Between polls a waiting call holds no slot: one slot serves a waiter and other calls too."""
+    async for agent in connect(RetabMCPServer(replace(settings, max_in_flight=1)), "auto"):
+        assert max(await reads_while_another_waits(agent)) < 1
+
+
+# -- slow and idle clients ------------------------------------------------------------------------
+
+
+@contextmanager
+def in_process_http(settings: Settings, header_timeout: float) -> Iterator[str]:
+    """The HTTP transport served from a thread of this process, with a short header deadline."""
+    server = RetabMCPServer(settings)
+    config = http.uvicorn_config(server, settings)
+    config.http = type("QuickHeaders", (http._HeaderTimeoutProtocol,), {"header_timeout": header_timeout})
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not running.started:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{settings.port}"
+    finally:
+        running.should_exit = True
+        thread.join(10)
+
+
+def closed_by_peer(connection: socket.socket) -> bool:
+    connection.settimeout(0.1)
+    try:
+        return connection.recv(1024) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_slow_and_idle_connections_are_closed_and_others_are_served(sandbox: RunningSandbox) -> None:
+    port = free_port()
+    settings = Settings(base_url=sandbox.base_url, transport="http", port=port)
+    with in_process_http(settings, header_timeout=0.5) as url:
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        for connection in slow:
+            connection.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        started = time.monotonic()
+        while time.monotonic() - started < 1.5:  # one header byte at a time, as slowloris does
+            for connection in slow:
+                with contextlib.suppress(OSError):
+                    connection.sendall(b"X")
+            assert httpx.get(url + "/healthz", timeout=2).status_code == 200
+            time.sleep(0.2)
+        assert all(closed_by_peer(connection) for connection in idle + slow)
+        # A client that sends its request whole is served as before, also on a kept-alive connection.
+        with httpx.Client(base_url=url, headers={**LEGACY_HEADERS, "Api-Key": KEY_A}) as client:
+            for _ in range(2):
+                answer = client.post("/mcp", json=tool_call("get_edit", {"edit_id": "edt_running01"}))
+                assert answer.json()["result"]["structuredContent"]["ok"] is True
+                time.sleep(0.7)  # longer than the header deadline, shorter than keep-alive
+    for connection in idle + slow:
+        connection.close()
+
+
+# -- stateful sessions: bounded, and only for keys Retab accepts --------------------------------
+
+INITIALIZE = jsonrpc(
+    "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
+)
+
+
+async def test_a_made_up_key_opens_no_session_and_a_real_one_opens_one_checked_once(
+    sandbox: RunningSandbox,
+) -> None:
+    with http_server("--stateful", RETAB_API_BASE_URL=sandbox.base_url) as server:
+        async with httpx.AsyncClient() as raw:
+            refused = await raw.post(server.mcp, json=INITIALIZE, headers={**LEGACY_HEADERS, "Api-Key": "made-up"})
+            opened = [
+                await raw.post(server.mcp, json=INITIALIZE, headers={**LEGACY_HEADERS, "Api-Key": KEY_A})
+                for _ in range(3)
+            ]
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "invalid_key"
+    assert "mcp-session-id" not in refused.headers
+    assert all(answer.status_code == 200 and answer.headers["mcp-session-id"] for answer in opened)
+    # One check per key: the made-up one, then KEY_A once for its three sessions.
+    assert [(r.path, r.query) for r in sandbox.sandbox.recorded()] == [("/v1/edits", "limit=1")] * 2
+
+
+async def test_sessions_beyond_the_cap_are_refused(sandbox: RunningSandbox) -> None:
+    with http_server("--stateful", RETAB_API_BASE_URL=sandbox.base_url, RETAB_MCP_MAX_SESSIONS="2") as server:
+        async with httpx.AsyncClient() as raw:
+            answers = [
+                await raw.post(server.mcp, json=INITIALIZE, headers={**LEGACY_HEADERS, "Api-Key": KEY_A})
+                for _ in range(3)
+            ]
+    assert [answer.status_code for answer in answers] == [200, 200, 503]
+
+
+MALFORMED = [
+    "garbage",  # not JSON
+    '[{"jsonrpc": "2.0", "id": 1, "method": "ping"}]',  # a batch, which MCP does not allow
+    '{"jsonrpc": "1.0", "id": 1, "method": "ping"}',  # a wrong version
+    '{"jsonrpc": "2.0", "id": 1}',  # no method
+]
+
+
+def test_malformed_json_rpc_over_http_gets_a_json_rpc_error(sandbox: RunningSandbox) -> None:
+    headers = {**LEGACY_HEADERS, "Api-Key": KEY_A, "Content-Type": "application/json"}
+    with http_server(RETAB_API_BASE_URL=sandbox.base_url) as server:
+        answers = [httpx.post(server.mcp, content=body, headers=headers) for body in MALFORMED]
+    for answer in answers:
+        assert answer.status_code == 400
+        error = answer.json()
+        assert (error["jsonrpc"], error["id"]) == ("2.0", None)
+        assert error["error"]["code"] in (-32700, -32600, -32602)
