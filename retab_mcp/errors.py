@@ -73,6 +73,8 @@ RETRYABLE: Final = frozenset(
 RETRIED_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 
 MAX_DETAIL_CHARS: Final = 300
+# An error body is a line or two of JSON; one far larger is not worth parsing for its `detail`.
+MAX_ERROR_BODY_BYTES: Final = 64 * 1024
 
 
 # eq=False: an exception compares by identity (and stays hashable for traceback machinery).
@@ -161,8 +163,10 @@ def parse_detail(body: bytes | bytearray) -> str | None:
     """The API's FastAPI-style `detail`, in any of its three shapes, as one bounded line.
 
     Anything that is not such JSON (an HTML page from a proxy, a stack trace) gives None, so it
-    never reaches the agent.
+    never reaches the agent; so does a body too large to be an error message, unparsed.
     """
+    if len(body) > MAX_ERROR_BODY_BYTES:
+        return None
     try:
         payload = json.loads(body)
     except ValueError:
