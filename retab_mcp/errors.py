@@ -242,10 +242,10 @@ def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
             return "Retab refused the request as malformed; check the arguments. Retrying unchanged will not help."
         case ErrorCode.RATE_LIMITED:
             if failure.retry_after_seconds is not None:
-                return f"Wait {failure.retry_after_seconds:g} seconds, then call {tool} again."
+                return f"Wait {_seconds(failure.retry_after_seconds)}, then call {tool} again."
             return f"Wait a few seconds, then call {tool} again."
         case ErrorCode.UPSTREAM_UNAVAILABLE:
-            wait = f"{failure.retry_after_seconds:g} seconds" if failure.retry_after_seconds else "a minute"
+            wait = _seconds(failure.retry_after_seconds) if failure.retry_after_seconds else "a minute"
             return (
                 f"Retab is having trouble; the server already retried. Wait {wait}, then call {tool} again; "
                 "if it keeps failing, tell the user the run may still be going."
@@ -264,7 +264,7 @@ def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
             )
         case ErrorCode.OVERLOADED:
             return (
-                f"retab-mcp is busy and sent nothing to Retab. Wait {failure.retry_after_seconds or 1:g} seconds, "
+                f"retab-mcp is busy and sent nothing to Retab. Wait {_seconds(failure.retry_after_seconds or 1)}, "
                 f"then call {tool} again."
             )
         case ErrorCode.SHUTTING_DOWN:
@@ -281,6 +281,10 @@ def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
             )
         case ErrorCode.INTERNAL_ERROR:
             return "retab-mcp failed unexpectedly; tell the user (its log on stderr has the details)."
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} second" + ("" if value == 1 else "s")
 
 
 def _other_prefixes(endpoint: Endpoint) -> tuple[str, ...]:
