@@ -17,6 +17,8 @@ layer turns it into the envelope's `error` object. The agent decides from the co
 | upstream_unavailable   | HTTP 5xx                                    | yes       |
 | timeout                | the call's time budget ran out              | yes       |
 | network_error          | the API could not be reached                | yes       |
+| overloaded             | this process has too many calls in flight   | yes       |
+| shutting_down          | this process is stopping (SIGTERM)          | yes       |
 | invalid_response       | a body that is not the documented JSON      | no        |
 | internal_error         | a bug in retab-mcp itself                   | no        |
 
@@ -48,6 +50,8 @@ class ErrorCode(StrEnum):
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     TIMEOUT = "timeout"
     NETWORK_ERROR = "network_error"
+    OVERLOADED = "overloaded"
+    SHUTTING_DOWN = "shutting_down"
     INVALID_RESPONSE = "invalid_response"
     INTERNAL_ERROR = "internal_error"
 
@@ -59,6 +63,8 @@ RETRYABLE: Final = frozenset(
         ErrorCode.UPSTREAM_UNAVAILABLE,
         ErrorCode.TIMEOUT,
         ErrorCode.NETWORK_ERROR,
+        ErrorCode.OVERLOADED,
+        ErrorCode.SHUTTING_DOWN,
     }
 )
 
@@ -67,6 +73,8 @@ RETRYABLE: Final = frozenset(
 RETRIED_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 
 MAX_DETAIL_CHARS: Final = 300
+# An error body is a line or two of JSON; one far larger is not worth parsing for its `detail`.
+MAX_ERROR_BODY_BYTES: Final = 64 * 1024
 
 
 # eq=False: an exception compares by identity (and stays hashable for traceback machinery).
@@ -125,7 +133,7 @@ _STATUS_MESSAGES: Final = {
 
 def upstream_failure(
     status: int,
-    body: bytes,
+    body: bytes | bytearray,
     *,
     verb: str,
     subject: str,
@@ -151,12 +159,14 @@ def upstream_failure(
     )
 
 
-def parse_detail(body: bytes) -> str | None:
+def parse_detail(body: bytes | bytearray) -> str | None:
     """The API's FastAPI-style `detail`, in any of its three shapes, as one bounded line.
 
     Anything that is not such JSON (an HTML page from a proxy, a stack trace) gives None, so it
-    never reaches the agent.
+    never reaches the agent; so does a body too large to be an error message, unparsed.
     """
+    if len(body) > MAX_ERROR_BODY_BYTES:
+        return None
     try:
         payload = json.loads(body)
     except ValueError:
@@ -232,10 +242,10 @@ def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
             return "Retab refused the request as malformed; check the arguments. Retrying unchanged will not help."
         case ErrorCode.RATE_LIMITED:
             if failure.retry_after_seconds is not None:
-                return f"Wait {failure.retry_after_seconds:g} seconds, then call {tool} again."
+                return f"Wait {_seconds(failure.retry_after_seconds)}, then call {tool} again."
             return f"Wait a few seconds, then call {tool} again."
         case ErrorCode.UPSTREAM_UNAVAILABLE:
-            wait = f"{failure.retry_after_seconds:g} seconds" if failure.retry_after_seconds else "a minute"
+            wait = _seconds(failure.retry_after_seconds) if failure.retry_after_seconds else "a minute"
             return (
                 f"Retab is having trouble; the server already retried. Wait {wait}, then call {tool} again; "
                 "if it keeps failing, tell the user the run may still be going."
@@ -252,6 +262,18 @@ def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
                 f"Retab could not be reached. {check} shortly; if it keeps failing, the user should check "
                 "the network and RETAB_API_BASE_URL."
             )
+        case ErrorCode.OVERLOADED:
+            return (
+                f"retab-mcp is busy and sent nothing to Retab. Wait {_seconds(failure.retry_after_seconds or 1)}, "
+                f"then call {tool} again."
+            )
+        case ErrorCode.SHUTTING_DOWN:
+            if endpoint.action == "cancel":
+                return (
+                    "retab-mcp is restarting; the cancel may or may not have reached Retab. In a few seconds, "
+                    f"call {read} (read-only) to learn the run's status before cancelling again."
+                )
+            return f"retab-mcp is restarting. Call {tool} again in a few seconds."
         case ErrorCode.INVALID_RESPONSE:
             return (
                 f"Retab's answer could not be read, so the state is unknown. {check} once; if it repeats, "
@@ -259,6 +281,10 @@ def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
             )
         case ErrorCode.INTERNAL_ERROR:
             return "retab-mcp failed unexpectedly; tell the user (its log on stderr has the details)."
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} second" + ("" if value == 1 else "s")
 
 
 def _other_prefixes(endpoint: Endpoint) -> tuple[str, ...]:

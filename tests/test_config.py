@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from retab_mcp.config import ENV_VARS, ConfigError, Settings, normalize_base_url
-from retab_mcp.logs import RedactingFormatter, redact
+from retab_mcp.logs import RedactingFormatter
+from retab_mcp.redaction import redact
 from tests.support import SERVER_COMMAND, clean_env
 
 
@@ -52,6 +53,8 @@ def test_every_variable_is_read() -> None:
         "RETAB_MCP_ALLOWED_HOSTS": "a.example:*, b.example",
         "RETAB_MCP_ALLOWED_ORIGINS": "https://a.example",
         "RETAB_MCP_SHUTDOWN_GRACE": "5",
+        "RETAB_MCP_MAX_IN_FLIGHT": "8",
+        "RETAB_MCP_MAX_SESSIONS": "3",
     }
     assert {var.name for var in ENV_VARS} >= set(env)
     settings = Settings.from_env(env)
@@ -62,6 +65,7 @@ def test_every_variable_is_read() -> None:
     assert (settings.http_path, settings.stateful, settings.auth_token) == ("/rpc", True, "tok")
     assert settings.allowed_hosts == ("a.example:*", "b.example")
     assert (settings.allowed_origins, settings.shutdown_grace) == (("https://a.example",), 5.0)
+    assert (settings.max_in_flight, settings.max_sessions) == (8, 3)
     assert {var.name for var in ENV_VARS} == set(env)  # every variable is exercised here
 
 
@@ -79,6 +83,8 @@ BAD_VALUES = {
     "RETAB_API_BASE_URL": "api.retab.com",
     "RETAB_MCP_CALL_TIMEOUT": "soon",
     "RETAB_MCP_MAX_ATTEMPTS": "11",
+    "RETAB_MCP_MAX_IN_FLIGHT": "0",
+    "RETAB_MCP_MAX_SESSIONS": "lots",
     "RETAB_MCP_LOG_LEVEL": "verbose",
     "RETAB_MCP_READ_ONLY": "maybe",
     "RETAB_MCP_SANDBOX": "sometimes",

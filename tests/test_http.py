@@ -92,8 +92,10 @@ def http_server(*args: str, **env: str) -> Iterator[HttpServer]:
 
 @pytest.fixture(scope="module")
 def caller_key_server(_running_sandbox: RunningSandbox) -> Iterator[HttpServer]:
-    """No server key: each caller brings their own. Shared by the tests of this module."""
-    with http_server(RETAB_API_BASE_URL=_running_sandbox.base_url) as server:
+    """No server key: each caller brings their own. Shared by the tests of this module, which
+    check keys, not admission (test_hardening.py does): its 200 concurrent calls are all admitted,
+    however slowly a busy machine runs them."""
+    with http_server(RETAB_API_BASE_URL=_running_sandbox.base_url, RETAB_MCP_MAX_IN_FLIGHT="200") as server:
         yield server
 
 

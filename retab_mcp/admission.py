@@ -1,0 +1,151 @@
+"""How many tool calls run at once, and how each one ends: within its budget, or at shutdown.
+
+Why: a process that admits every call slows every call down together once its CPU is the
+bottleneck, until all of them miss their deadline at once (measured: 0 of 1,250 calls answered
+in time at 250-500 in flight). So a bounded number of calls run (`RETAB_MCP_MAX_IN_FLIGHT`);
+one more waits a short, bounded time for a slot, then answers at once with `overloaded` and
+`retry_after_seconds`, instead of joining a queue it cannot leave in time.
+
+A call that waits for its run to stop gives its slot back while it sleeps between polls: a
+sleeping call costs nothing, and a hundred agents waiting must not lock out the hundred-and-first.
+
+Over stateless HTTP the gate stands in front of the SDK (http.py): a call turned away there
+costs the parsing of its few hundred bytes, not the SDK's per-request session, so that past
+capacity the CPU still goes to the calls admitted. Elsewhere (stdio, `--stateful`) the tool
+call itself is admitted.
+
+Every admitted call runs inside a cancel scope: its hard stop. It fires at the call's budget (a
+backstop: the client already answers `timeout` in time) or, once the server drains at SIGTERM,
+shortly before the grace period ends, so that every call in flight answers with an envelope
+before the process exits, never with a transport error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from typing import Final
+
+import anyio
+
+from retab_mcp.errors import CallFailed, ErrorCode
+
+# What a call may wait for a slot: long enough to ride out a burst, short next to any budget.
+MAX_ADMISSION_WAIT_SECONDS: Final = 1.0
+# Suggested to a call turned away: about the time a slot takes to free up under load.
+RETRY_AFTER_SECONDS: Final = 1.0
+# What a draining call keeps for itself before the grace ends: time to write its answer.
+ANSWER_RESERVE_SECONDS: Final = 1.0
+# The backstop fires this long after the budget, so that the client's own `timeout` answers first.
+BACKSTOP_SLACK_SECONDS: Final = 0.5
+
+
+# The slot of the request being served, when the HTTP front admitted it before the SDK's
+# per-request work (so that a call turned away costs next to nothing): the tool call reuses it.
+ADMITTED: ContextVar[Slot | None] = ContextVar("retab_mcp_admitted", default=None)
+
+
+class Slot:
+    """One admitted call: its hard-stop scope, and whether it holds its share of the gate."""
+
+    def __init__(self, gate: Gate, scope: anyio.CancelScope) -> None:
+        self.gate = gate
+        self.scope = scope
+        self.held = True
+
+    async def idle(self, seconds: float) -> None:
+        """Sleep `seconds` without holding a slot, then take one back (waiting if need be)."""
+        self.gate.release(self)
+        await anyio.sleep(seconds)
+        await self.gate.acquire(self)
+
+    @property
+    def draining(self) -> bool:
+        return self.gate.draining
+
+
+class Gate:
+    """The admission gate of one process, built in the server's lifespan."""
+
+    def __init__(self, max_in_flight: int, call_timeout: float) -> None:
+        self._slots = anyio.Semaphore(max_in_flight)
+        self._wait = min(MAX_ADMISSION_WAIT_SECONDS, call_timeout / 10)
+        self._budget = call_timeout
+        self._admitted: set[Slot] = set()
+        self._cutoff = math.inf
+        self.draining = False
+
+    async def admit(self, started: float) -> Slot:
+        """A slot for a call that started at `started` (anyio time), or `CallFailed` at once
+        (overloaded, shutting_down) when there is none to give. Hold it with `holding`."""
+        if self.draining:
+            raise CallFailed(
+                ErrorCode.SHUTTING_DOWN,
+                "This retab-mcp process is shutting down; nothing was sent to Retab.",
+                retry_after_seconds=RETRY_AFTER_SECONDS,
+            )
+        acquired = False
+        with anyio.move_on_after(self._wait):
+            await self._slots.acquire()
+            acquired = True
+        if not acquired:
+            raise CallFailed(
+                ErrorCode.OVERLOADED,
+                "retab-mcp is at its limit of calls in flight (RETAB_MCP_MAX_IN_FLIGHT); nothing was sent to Retab.",
+                retry_after_seconds=RETRY_AFTER_SECONDS,
+            )
+        backstop = started + self._budget + BACKSTOP_SLACK_SECONDS
+        return Slot(self, anyio.CancelScope(deadline=min(backstop, self._cutoff)))
+
+    @contextmanager
+    def holding(self, slot: Slot) -> Iterator[Slot]:
+        """`slot` counted among the calls in flight (the drain reaches it) until the block ends,
+        and given back then; `ADMITTED` names it, so the tool call inside finds it."""
+        self._admitted.add(slot)
+        token = ADMITTED.set(slot)
+        try:
+            yield slot
+        finally:
+            ADMITTED.reset(token)
+            self._admitted.discard(slot)
+            self.release(slot)
+
+    @asynccontextmanager
+    async def admitted(self, started: float) -> AsyncIterator[Slot]:
+        """The slot the HTTP front already gave this request, or a new one, held for the block."""
+        given = ADMITTED.get()
+        if given is not None and given.gate is self:
+            yield given
+            return
+        with self.holding(await self.admit(started)) as slot:
+            yield slot
+
+    def release(self, slot: Slot) -> None:
+        if slot.held:
+            slot.held = False
+            self._slots.release()
+
+    async def acquire(self, slot: Slot) -> None:
+        if not slot.held:
+            await self._slots.acquire()
+            slot.held = True
+
+    def drain(self, grace: float) -> None:
+        """Stop admitting; make every call in flight answer before `grace` seconds are over."""
+        self.draining = True
+        self._cutoff = anyio.current_time() + max(0.0, grace - min(ANSWER_RESERVE_SECONDS, grace / 4))
+        for slot in self._admitted:
+            slot.scope.deadline = min(slot.scope.deadline, self._cutoff)
+
+
+def cut_short(slot: Slot) -> CallFailed:
+    """Why the hard stop of `slot` fired: the drain, or (a backstop) the call's budget."""
+    if slot.draining:
+        return CallFailed(
+            ErrorCode.SHUTTING_DOWN,
+            "This retab-mcp process shut down before the call could finish.",
+            retry_after_seconds=RETRY_AFTER_SECONDS,
+        )
+    return CallFailed(ErrorCode.TIMEOUT, "The call did not finish within its budget (RETAB_MCP_CALL_TIMEOUT).")
