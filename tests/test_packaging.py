@@ -31,7 +31,7 @@ from retab_mcp import __version__
 from retab_mcp.sandbox import SANDBOX_API_KEY, RunningSandbox
 from tests.support import ROOT, clean_env
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 UV = os.environ.get("UV") or shutil.which("uv")
 # Packages that come with the test command only: none may reach a user's install.
