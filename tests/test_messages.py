@@ -1,6 +1,7 @@
 """What a person reads from the server, where they read it: the HTTP start line, an INFO log
 without per-request noise, a wrong auth token as the Inspector CLI reports it, failure summaries
-in whole sentences, and a finished run that another cancel leaves exactly as it was."""
+in whole sentences, a finished run that another cancel leaves exactly as it was, and an
+`include_output` description that fits each kind of run."""
 
 from __future__ import annotations
 
@@ -168,3 +169,15 @@ async def test_cancelling_a_finished_run_again_leaves_it_exactly_as_it_was(
     assert again[noun] == before[noun]
     _, after = await agent.call(read, {id_arg: run_id, "include_output": True})
     assert after[noun] == before[noun]
+
+
+async def test_include_output_says_what_each_kind_of_run_returns(agent: Agent) -> None:
+    tools = {tool.name: tool for tool in (await agent.client.list_tools()).tools}
+    for name in ("cancel_blueprint", "get_blueprint", "cancel_edit", "get_edit"):
+        description = tools[name].input_schema["properties"]["include_output"]["description"]
+        if "blueprint" in name:
+            assert "Document Blueprint" in description
+            assert "PDF" not in description
+            assert "filled" not in description
+        else:
+            assert "filled PDF" in description
