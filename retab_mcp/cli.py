@@ -118,7 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         serve_http(server, settings)
     else:
-        server.run("stdio")
+        from retab_mcp import stdio
+
+        # At end of input the calls in flight finish before the process exits: their budget, and
+        # a little more to write the answers.
+        stdio.run(server, drain_seconds=settings.call_timeout + 2)
     return 0
 
 
