@@ -11,7 +11,9 @@
 #   validates against the tool's `outputSchema` and as the same JSON in text. Bad arguments are
 #   answered with that envelope too: the SDK's own argument validation answers with bare text,
 #   so `RetabMCPServer.call_tool` validates first, with the same model the SDK would use, and
-#   refuses arguments the inputSchema does not declare (`additionalProperties: false`).
+#   refuses arguments the inputSchema does not declare (`additionalProperties: false`). It then
+#   calls the tool itself: the SDK's path would validate the arguments a second time, and the
+#   envelope built for the outputSchema once more.
 # - An unknown tool name, or a tool this process does not serve (--read-only, --tools), is a
 #   malformed request, answered with JSON-RPC -32602 as the spec says (MCPServer itself answers
 #   it with an isError result).
@@ -159,7 +161,7 @@ class RetabMCPServer(MCPServer[AppState]):
         tool, endpoint = entry
         unknown = sorted(set(arguments) - set(tool.parameters["properties"]))
         try:
-            tool.fn_metadata.validate_arguments(arguments)
+            validated = tool.fn_metadata.validate_arguments(arguments)
             invalid = None
         except ValidationError as exc:
             invalid = exc
@@ -167,7 +169,10 @@ class RetabMCPServer(MCPServer[AppState]):
             run_id = arguments.get(endpoint.kind.id_arg) if endpoint.action != "list" else None
             failure = invalid_arguments(endpoint, invalid, unknown)
             return failed(endpoint, run_id if isinstance(run_id, str) else "", failure)
-        return await super().call_tool(name, arguments, context)
+        if context is None:  # a direct call, outside any request: the SDK builds the context
+            return await super().call_tool(name, arguments, context)
+        result: CallToolResult = await tool.fn(context, **validated)
+        return result
 
 
 async def call(
