@@ -14,9 +14,11 @@ one line on stderr naming it; nothing is ever printed on stdout by the MCP serve
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Final
 
 from retab_mcp import __version__
 from retab_mcp.config import LOG_LEVELS, ConfigError, Settings, parse_http_path, parse_log_level, split_list
@@ -34,7 +36,8 @@ class _Parser(argparse.ArgumentParser):
         return super().format_help()
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser for `argv`: the setup commands named in it come with their own options."""
     parser = _Parser(
         prog="retab-mcp",
         description="MCP server that lets LLM agents cancel, read, list and wait for Retab file blueprint "
@@ -77,16 +80,24 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser("sandbox", help="serve the Retab sandbox alone on loopback")
     sandbox.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
-    # Setup helpers: each registers its own options and `run` (light imports: no SDK, no httpx).
-    from retab_mcp import clients, doctor
-
-    clients.add_arguments(commands.add_parser("config", help="print or --write a client's config entry for retab-mcp"))
-    doctor.add_arguments(commands.add_parser("doctor", help="check the setup and say how to fix what is wrong"))
+    # Setup helpers: each registers its own options and `run`. Its module is imported only when its
+    # name is on the command line, so that --version, --help and the server do not pay for it.
+    for name, (module, summary) in SETUP_COMMANDS.items():
+        command = commands.add_parser(name, help=summary)
+        if name in argv:
+            importlib.import_module(module).add_arguments(command)
     return parser
 
 
+SETUP_COMMANDS: Final = {
+    "config": ("retab_mcp.clients", "print or --write a client's config entry for retab-mcp"),
+    "doctor": ("retab_mcp.doctor", "check the setup and say how to fix what is wrong"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(argv).parse_args(argv)
     if getattr(args, "run", None):
         # config and doctor run before the settings are parsed: doctor reports a bad one with its fix.
         return int(args.run(args))
