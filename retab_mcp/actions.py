@@ -50,8 +50,12 @@ class Upstream:
     client: RetabClient
     api_key: str
     deadline: float
+    # How the wait sleeps between polls (the server's: without holding an admission slot).
+    idle: Callable[[float], Awaitable[None]] | None = None
     requests: int = 0
     http_status: int | None = None
+    # The last run Retab answered with, for an answer when the call is cut short (shutdown).
+    last_run: Any = None
 
     async def send(
         self,
@@ -97,7 +101,9 @@ async def perform(
     wait_seconds: float = arguments["wait_seconds"]
     path = run_path(endpoint.path, run_id)
     params = None if endpoint.action == "cancel" else {"include_output": str(include_output).lower()}
-    body = await upstream.send(endpoint.method, path, params, verb=endpoint.action, subject=f"{kind.noun} {run_id!r}")
+    body = upstream.last_run = await upstream.send(
+        endpoint.method, path, params, verb=endpoint.action, subject=f"{kind.noun} {run_id!r}"
+    )
     waited = None
     if wait_seconds > 0 and is_terminal(_status(body)) is False:
         body, waited = await wait_until_stopped(kind, run_id, body, wait_seconds, upstream, progress)
@@ -118,7 +124,7 @@ async def wait_until_stopped(
     waited = Waited(0.0)
     await progress(0.0, wait_seconds, f"{kind.noun} {run_id}: {_status(body)}")
     while is_terminal(_status(body)) is False and (left := until - clock()) > 0:
-        await upstream.client.sleep(min(interval, left))
+        await (upstream.idle or upstream.client.sleep)(min(interval, left))
         interval = min(interval * 2, POLL_CAP_SECONDS)
         body = await _read(kind, run_id, upstream, STATUS_ONLY, body, waited)
         waited.seconds = clock() - started
@@ -147,6 +153,7 @@ async def _read(
             ErrorCode.INVALID_RESPONSE, f"Retab answered with a {kind.noun} without a status."
         )
         return last
+    upstream.last_run = body
     return body
 
 

@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from retab_mcp import logs
 
-    logs.configure(settings.log_level, secrets=[settings.api_key or ""])
+    logs.configure(settings.log_level, secrets=[settings.api_key, settings.auth_token])
 
     if args.command == "sandbox":
         from retab_mcp.sandbox import serve

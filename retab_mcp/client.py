@@ -12,9 +12,12 @@ Clock, sleep and jitter are injectable so tests never wait for real.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import re
+import sys
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +30,7 @@ import pydantic_core
 
 from retab_mcp import __version__
 from retab_mcp.config import Settings
-from retab_mcp.errors import RETRIED_STATUSES, CallFailed, ErrorCode, upstream_failure
+from retab_mcp.errors import RETRIED_STATUSES, CallFailed, ErrorCode, bounded_line, upstream_failure
 
 if TYPE_CHECKING:
     # Imported where it is first used instead (see `RetabClient._pool`): off the start-up path.
@@ -37,11 +40,21 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT: Final = f"retab-mcp/{__version__}"
 RUN_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,128}$"
-_RUN_ID: Final = re.compile(RUN_ID_PATTERN)
+RUN_ID: Final = re.compile(RUN_ID_PATTERN)
 
 # A run's output can hold a multi-megabyte PDF as a data URL; anything far beyond that is not
-# a cancel response, and reading it whole would only cost memory.
-MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+# a cancel response, and reading it whole would only cost memory. Counted as received and as
+# inflated (a small gzip body can inflate a thousandfold).
+MAX_BODY_BYTES: Final = 32 * 1024 * 1024
+# What a reply's structure may cost: JSON containers and separators, counted in the raw bytes
+# before parsing. A run is a few hundred of them (a large form a few thousand), and a data URL
+# none; tens of megabytes of tiny objects would otherwise cost seconds of CPU and gigabytes of
+# memory on the event loop, in parsing and in every walk over the result after it.
+MAX_JSON_NODES: Final = 100_000
+INFLATE_STEP_BYTES: Final = 1024 * 1024
+# An exponent of three digits or more: the only way JSON spells a number too large for a float.
+_HUGE_EXPONENT: Final = re.compile(rb"[eE][+-]?\d{3,}")
+MAX_RETRY_AFTER_SECONDS: Final = 86_400.0
 BACKOFF_BASE_SECONDS: Final = 0.5
 BACKOFF_CAP_SECONDS: Final = 8.0
 
@@ -52,7 +65,7 @@ def run_path(template: str, run_id: str) -> str:
     The id is checked again here, next to where it enters the URL, whatever the caller checked:
     the Retab SDK sends `../../x` unencoded, which reaches another endpoint.
     """
-    if not _RUN_ID.fullmatch(run_id):
+    if not RUN_ID.fullmatch(run_id):
         raise CallFailed(ErrorCode.INVALID_ARGUMENT, f"{run_id!r} is not a valid Retab run id.")
     return template.format(id=quote(run_id, safe=""))
 
@@ -63,16 +76,19 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if math.isnan(seconds):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    # "inf" and a date in 2099 are numbers too: never more than a day, which no caller waits anyway.
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,26 +222,29 @@ class RetabClient:
         left = deadline - self.clock()
         if left <= 0:
             return _timed_out(self._settings)
-        # One stalled attempt may take half the budget, so a retry still fits after it.
-        attempt_timeout = min(left, self._settings.call_timeout / 2)
+        # One stalled attempt may take half the budget, so a retry still fits after it. httpx
+        # measures it per connect, write and read, from when the attempt has its connection: time
+        # spent waiting for one, or behind other calls' CPU work, counts only against the call's
+        # own deadline, which covers everything (the pool, the body, its parsing).
+        stall = min(left, self._settings.call_timeout / 2)
         started = self.clock()
         try:
-            with anyio.fail_after(attempt_timeout):
+            with anyio.fail_after(left):
                 async with http.stream(
                     method,
                     path,
                     params=params,
-                    headers={"Authorization": f"Bearer {api_key}"},
-                    timeout=httpx.Timeout(attempt_timeout),
+                    headers={"Authorization": f"Bearer {api_key}", "Accept-Encoding": "gzip"},
+                    timeout=httpx.Timeout(stall, pool=left),
                 ) as response:
                     body = await _read_bounded(response)
         except (TimeoutError, httpx.TimeoutException):
             logger.info("%s %s timed out after %.2fs", method, path, self.clock() - started)
             return _timed_out(self._settings)
-        except _BodyTooLarge:
+        except _UnreadableBody as exc:
             return CallFailed(
                 ErrorCode.INVALID_RESPONSE,
-                f"The Retab API sent a response larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB.",
+                f"The Retab API sent a response {exc}.",
                 http_status=response.status_code,
                 request_id=response.headers.get("x-request-id"),
             )
@@ -242,13 +261,11 @@ class RetabClient:
         logger.debug("%s %s -> %d in %.0f ms", method, path, status, (self.clock() - started) * 1000)
         if 200 <= status < 300:
             try:
-                # Keys only: pydantic-core's string cache is process-wide, and every answer's
-                # values (timestamps, ids) are new strings, which would fill it call after call.
-                return Reply(pydantic_core.from_json(body, cache_strings="keys"), status, request_id, 1)
-            except ValueError:
+                return Reply(parse_json(body), status, request_id, 1)
+            except ValueError as exc:
                 return CallFailed(
                     ErrorCode.INVALID_RESPONSE,
-                    f"The Retab API answered HTTP {status} with a body that is not JSON.",
+                    f"The Retab API answered HTTP {status} with a body that is {exc}.",
                     http_status=status,
                     request_id=request_id,
                 )
@@ -267,22 +284,79 @@ class RetabClient:
         return step / 2 + self._jitter() * step / 2
 
 
-class _BodyTooLarge(Exception):
-    pass
+def parse_json(body: bytes | bytearray) -> Any:
+    """A reply body as JSON, within `MAX_JSON_NODES`, with no infinite number left in it.
+
+    Raises ValueError saying what the body is instead ("not JSON", "too complex ...").
+    """
+    nodes = body.count(b"{") + body.count(b"[") + body.count(b",")
+    if nodes > MAX_JSON_NODES:
+        raise ValueError(f"too complex to be a Retab answer (over {MAX_JSON_NODES} JSON values)")
+    try:
+        # Keys only: pydantic-core's string cache is process-wide, and every answer's values
+        # (timestamps, ids) are new strings, which would fill it call after call. NaN and
+        # Infinity are not JSON.
+        value = pydantic_core.from_json(body, cache_strings="keys", allow_inf_nan=False)
+    except ValueError:
+        raise ValueError("not JSON") from None
+    # A number like 1e999 parses as infinity, which no JSON encoder may write back out: it
+    # becomes the largest float of its sign instead, still a number where the model wants one.
+    return _finite(value) if _HUGE_EXPONENT.search(body) else value
 
 
-async def _read_bounded(response: httpx.Response) -> bytes:
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else math.copysign(sys.float_info.max, value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
+class _UnreadableBody(Exception):
+    """What is wrong with a body, as the end of "The Retab API sent a response ..."."""
+
+
+_TOO_LARGE: Final = f"larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB"
+
+
+async def _read_bounded(response: httpx.Response) -> bytearray:
+    """The body, inflated by us (never more than `MAX_BODY_BYTES`, at any step), or
+    `_UnreadableBody`. httpx would inflate each network chunk whole: a thousandfold."""
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+        raise _UnreadableBody(_TOO_LARGE)
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)  # a gzip or zlib header, detected
+    elif encoding in ("", "identity"):
+        inflater = None
+    else:
+        raise _UnreadableBody(f"in an encoding it was not asked for ({bounded_line(encoding, 40)})")
+    # One growing buffer, not a list of chunks joined at the end: that join would double the peak.
+    body = bytearray()
+    received = 0
+    async for raw in response.aiter_raw():
+        received += len(raw)
+        if received > MAX_BODY_BYTES:
+            raise _UnreadableBody(_TOO_LARGE)
+        pending = raw
+        while pending:
+            if inflater is None:
+                chunk, pending = pending, b""
+            else:
+                try:
+                    chunk = inflater.decompress(pending, min(INFLATE_STEP_BYTES, MAX_BODY_BYTES - len(body) + 1))
+                except zlib.error:
+                    raise _UnreadableBody(f"whose {encoding} encoding is corrupt") from None
+                pending = inflater.unconsumed_tail
+            if len(body) + len(chunk) > MAX_BODY_BYTES:
+                raise _UnreadableBody(_TOO_LARGE)
+            body += chunk
+            if inflater is not None and inflater.eof:
+                break
+    return body
 
 
 def _retried(failure: CallFailed) -> bool:

@@ -9,6 +9,7 @@ variable, instead of failing later on the first tool call.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeVar, get_args
@@ -35,6 +36,11 @@ ENV_VARS: Final = (
         "Seconds one tool call may take in all, retries and waits included.",
     ),
     EnvVar("RETAB_MCP_MAX_ATTEMPTS", "4", "Upstream attempts per tool call, the first one included (1 to 10)."),
+    EnvVar(
+        "RETAB_MCP_MAX_IN_FLIGHT",
+        "64",
+        "Tool calls one process runs at once; one more waits up to 1 s, then answers `overloaded` (1 to 10000).",
+    ),
     EnvVar("RETAB_MCP_LOG_LEVEL", "WARNING", "Log level of the stderr log: " + ", ".join(LOG_LEVELS) + "."),
     EnvVar(
         "RETAB_MCP_READ_ONLY",
@@ -61,9 +67,24 @@ ENV_VARS: Final = (
     ),
     EnvVar("RETAB_MCP_ALLOWED_HOSTS", "", "HTTP: extra accepted `Host` values, comma-separated (`name:*` = any port)."),
     EnvVar("RETAB_MCP_ALLOWED_ORIGINS", "", "HTTP: extra accepted `Origin` values, comma-separated."),
-    EnvVar("RETAB_MCP_SHUTDOWN_GRACE", "20", "HTTP: seconds in-flight calls get to finish after SIGTERM."),
+    EnvVar(
+        "RETAB_MCP_MAX_SESSIONS",
+        "1000",
+        "HTTP with `--stateful`: sessions open at once; one more is refused with 503 (1 to 100000).",
+    ),
+    EnvVar(
+        "RETAB_MCP_SHUTDOWN_GRACE",
+        "35",
+        "HTTP: seconds in-flight calls get to finish after SIGTERM; longer than the call budget, so that "
+        "they all can. A call still running 1 s before it ends answers `shutting_down`.",
+    ),
 )
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+# What a Retab key (or this server's auth token) may look like: an RFC 6750 token, of a sane
+# length. Anything else (spaces, control characters, non-ASCII) is refused before it reaches a
+# header, where it would be forwarded or crash the HTTP client.
+KEY_PATTERN: Final = re.compile(r"[A-Za-z0-9._~+/=-]{1,512}")
+KEY_RULE: Final = "1 to 512 characters from A-Z, a-z, 0-9 and . _ ~ + / = -"
 
 
 class ConfigError(ValueError):
@@ -76,6 +97,7 @@ class Settings:
     base_url: str = DEFAULT_BASE_URL
     call_timeout: float = 30.0
     max_attempts: int = 4
+    max_in_flight: int = 64
     log_level: LogLevel = "WARNING"
     # Which tools are served: only the read-only ones, and/or only those named (empty: all).
     read_only: bool = False
@@ -90,7 +112,8 @@ class Settings:
     auth_token: str | None = field(default=None, repr=False)
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
-    shutdown_grace: float = 20.0
+    max_sessions: int = 1000
+    shutdown_grace: float = 35.0
 
     @property
     def uses_server_key(self) -> bool:
@@ -107,10 +130,11 @@ class Settings:
             return value or defaults[name]
 
         return cls(
-            api_key=get("RETAB_API_KEY"),
+            api_key=_token("RETAB_API_KEY", get("RETAB_API_KEY")),
             base_url=normalize_base_url(get("RETAB_API_BASE_URL") or DEFAULT_BASE_URL),
             call_timeout=_number("RETAB_MCP_CALL_TIMEOUT", get("RETAB_MCP_CALL_TIMEOUT"), float, 0.1, 3600),
             max_attempts=_number("RETAB_MCP_MAX_ATTEMPTS", get("RETAB_MCP_MAX_ATTEMPTS"), int, 1, 10),
+            max_in_flight=_number("RETAB_MCP_MAX_IN_FLIGHT", get("RETAB_MCP_MAX_IN_FLIGHT"), int, 1, 10_000),
             log_level=parse_log_level(get("RETAB_MCP_LOG_LEVEL") or "WARNING"),
             read_only=_flag("RETAB_MCP_READ_ONLY", get("RETAB_MCP_READ_ONLY")),
             tools=split_list(get("RETAB_MCP_TOOLS")),
@@ -120,9 +144,10 @@ class Settings:
             port=_number("RETAB_MCP_PORT", get("RETAB_MCP_PORT"), int, 0, 65535),
             http_path=parse_http_path(get("RETAB_MCP_HTTP_PATH") or "/mcp"),
             stateful=_flag("RETAB_MCP_STATEFUL", get("RETAB_MCP_STATEFUL")),
-            auth_token=get("RETAB_MCP_AUTH_TOKEN"),
+            auth_token=_token("RETAB_MCP_AUTH_TOKEN", get("RETAB_MCP_AUTH_TOKEN")),
             allowed_hosts=split_list(get("RETAB_MCP_ALLOWED_HOSTS")),
             allowed_origins=split_list(get("RETAB_MCP_ALLOWED_ORIGINS")),
+            max_sessions=_number("RETAB_MCP_MAX_SESSIONS", get("RETAB_MCP_MAX_SESSIONS"), int, 1, 100_000),
             shutdown_grace=_number("RETAB_MCP_SHUTDOWN_GRACE", get("RETAB_MCP_SHUTDOWN_GRACE"), float, 0, 3600),
         )
 
@@ -174,6 +199,12 @@ def parse_http_path(value: str) -> str:
 
 def split_list(value: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (value or "").split(",") if item.strip())
+
+
+def _token(name: str, value: str | None) -> str | None:
+    if value is not None and not KEY_PATTERN.fullmatch(value):
+        raise ConfigError(f"{name} must be {KEY_RULE} (the value is not shown)")
+    return value
 
 
 def _flag(name: str, raw: str | None) -> bool:

@@ -17,6 +17,8 @@ layer turns it into the envelope's `error` object. The agent decides from the co
 | upstream_unavailable   | HTTP 5xx                                    | yes       |
 | timeout                | the call's time budget ran out              | yes       |
 | network_error          | the API could not be reached                | yes       |
+| overloaded             | this process has too many calls in flight   | yes       |
+| shutting_down          | this process is stopping (SIGTERM)          | yes       |
 | invalid_response       | a body that is not the documented JSON      | no        |
 | internal_error         | a bug in retab-mcp itself                   | no        |
 
@@ -48,6 +50,8 @@ class ErrorCode(StrEnum):
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     TIMEOUT = "timeout"
     NETWORK_ERROR = "network_error"
+    OVERLOADED = "overloaded"
+    SHUTTING_DOWN = "shutting_down"
     INVALID_RESPONSE = "invalid_response"
     INTERNAL_ERROR = "internal_error"
 
@@ -59,6 +63,8 @@ RETRYABLE: Final = frozenset(
         ErrorCode.UPSTREAM_UNAVAILABLE,
         ErrorCode.TIMEOUT,
         ErrorCode.NETWORK_ERROR,
+        ErrorCode.OVERLOADED,
+        ErrorCode.SHUTTING_DOWN,
     }
 )
 
@@ -125,7 +131,7 @@ _STATUS_MESSAGES: Final = {
 
 def upstream_failure(
     status: int,
-    body: bytes,
+    body: bytes | bytearray,
     *,
     verb: str,
     subject: str,
@@ -151,7 +157,7 @@ def upstream_failure(
     )
 
 
-def parse_detail(body: bytes) -> str | None:
+def parse_detail(body: bytes | bytearray) -> str | None:
     """The API's FastAPI-style `detail`, in any of its three shapes, as one bounded line.
 
     Anything that is not such JSON (an HTML page from a proxy, a stack trace) gives None, so it
@@ -252,6 +258,18 @@ def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
                 f"Retab could not be reached. {check} shortly; if it keeps failing, the user should check "
                 "the network and RETAB_API_BASE_URL."
             )
+        case ErrorCode.OVERLOADED:
+            return (
+                f"retab-mcp is busy and sent nothing to Retab. Wait {failure.retry_after_seconds or 1:g} seconds, "
+                f"then call {tool} again."
+            )
+        case ErrorCode.SHUTTING_DOWN:
+            if endpoint.action == "cancel":
+                return (
+                    "retab-mcp is restarting; the cancel may or may not have reached Retab. In a few seconds, "
+                    f"call {read} (read-only) to learn the run's status before cancelling again."
+                )
+            return f"retab-mcp is restarting. Call {tool} again in a few seconds."
         case ErrorCode.INVALID_RESPONSE:
             return (
                 f"Retab's answer could not be read, so the state is unknown. {check} once; if it repeats, "

@@ -12,25 +12,39 @@ Decisions, and why:
 - DNS-rebinding protection stays on whatever the host (the SDK turns it off for non-loopback
   hosts unless told otherwise); real hostnames are added with --allowed-hosts/--allowed-origins.
 - /healthz and /readyz sit outside the MCP path, without auth, for orchestrator probes.
-- SIGTERM drains in-flight calls for a grace period, then exits 0.
+- SIGTERM drains: no new call is admitted, every call in flight answers within the grace period
+  (finished, or `shutting_down` just before it ends), then the process exits 0.
+- Bounded for hostile clients: a request's headers must arrive within 10 s of its first byte
+  (or of the connection's opening), idle keep-alive connections close after 5 s, and at most
+  1,000 connections are served at once. `--stateful` sessions are capped
+  (`RETAB_MCP_MAX_SESSIONS`), expire after 10 idle minutes, and in caller's-key mode open only
+  for a key Retab accepts (checked once, then remembered for 10 minutes): a made-up bearer
+  string opens none.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import hmac
 import json
 import signal
+import socket
+import time
 from collections.abc import Iterator
 from typing import Final
 
+import h11
 import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from retab_mcp.config import Settings
+from retab_mcp.errors import CallFailed, ErrorCode
 from retab_mcp.server import RetabMCPServer, bearer_token, caller_key
 
 # A tool call's JSON-RPC body is a few hundred bytes; nothing legitimate comes near this.
@@ -39,6 +53,11 @@ HEALTH_PATH: Final = "/healthz"  # the process is alive
 READY_PATH: Final = "/readyz"  # the lifespan started: the upstream client is open
 LOOPBACK_HOST_PATTERNS: Final = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 LOOPBACK_ORIGIN_PATTERNS: Final = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
+HEADER_TIMEOUT_SECONDS: Final = 10.0
+KEEP_ALIVE_SECONDS: Final = 5
+MAX_CONNECTIONS: Final = 1000
+SESSION_IDLE_SECONDS: Final = 600.0
+KEY_MEMORY_SECONDS: Final = 600.0
 
 
 def create_app(server: RetabMCPServer, settings: Settings) -> ASGIApp:
@@ -54,6 +73,8 @@ def create_app(server: RetabMCPServer, settings: Settings) -> ASGIApp:
         json_response=not settings.stateful,
         transport_security=security,
         max_request_body_size=MAX_REQUEST_BODY_BYTES,
+        max_sessions=settings.max_sessions,
+        session_idle_timeout=SESSION_IDLE_SECONDS,
         host=settings.host,
     )
     return Front(app, server, settings)
@@ -69,6 +90,8 @@ class Front:
         self.path = settings.http_path
         self.server_key = settings.uses_server_key
         self.token = settings.auth_token.encode() if settings.auth_token else None
+        # Caller's-key mode with sessions: a request that may open one must bring a key Retab accepts.
+        self.session_keys = _AcceptedKeys(server) if settings.stateful and not self.server_key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -80,7 +103,11 @@ class Front:
                 ready = self.server.state is not None
                 response = JSONResponse({"status": "ready" if ready else "starting"}, status_code=200 if ready else 503)
             elif path.rstrip("/") == self.path:
-                response = self._refusal(Headers(scope=scope))
+                headers = Headers(scope=scope)
+                response = self._refusal(headers)
+                opens_session = scope["method"] == "POST" and "mcp-session-id" not in headers
+                if response is None and self.session_keys is not None and opens_session:
+                    response = await self.session_keys.refusal(caller_key(headers) or "")
             if response is not None:
                 await response(scope, receive, send)
                 return
@@ -113,10 +140,91 @@ def _unauthorized(error: str, message: str) -> Response:
     )
 
 
+class _AcceptedKeys:
+    """The caller keys Retab accepted lately, by fingerprint: who may open a stateful session."""
+
+    def __init__(self, server: RetabMCPServer) -> None:
+        self._server = server
+        self._accepted: dict[str, float] = {}
+
+    async def refusal(self, key: str) -> Response | None:
+        fingerprint = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+        now = time.monotonic()
+        if self._accepted.get(fingerprint, 0.0) > now:
+            return None
+        state = self._server.state
+        if state is None:
+            return JSONResponse({"error": "starting", "message": "The server is starting."}, status_code=503)
+        try:
+            # The cheapest authenticated read there is: one edit, status only.
+            await state.client.request(
+                "GET", "/v1/edits", params={"limit": "1"}, api_key=key, verb="list", subject="edits",
+                deadline=state.client.clock() + min(5.0, state.settings.call_timeout),
+            )  # fmt: skip
+        except CallFailed as failure:
+            if failure.code in (ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN):
+                return _unauthorized("invalid_key", "Retab does not accept this API key: no session was opened.")
+            return JSONResponse(
+                {"error": "unverified_key", "message": "The key could not be checked with Retab; try again."},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        if len(self._accepted) > 10_000:
+            self._accepted = {seen: until for seen, until in self._accepted.items() if until > now}
+        self._accepted[fingerprint] = now + KEY_MEMORY_SECONDS
+        return None
+
+
+class _HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request's headers.
+
+    uvicorn arms no timer on a new connection, and its keep-alive timer is reset by every byte:
+    a client that sends one header byte every few seconds held a connection (and a slot of the
+    server's) for ever. Here a request's headers must be complete within `header_timeout` of the
+    connection's opening or of the end of the previous response."""
+
+    header_timeout = HEADER_TIMEOUT_SECONDS
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._header_timer is not None and self.conn.their_state is not h11.IDLE:
+            self._header_timer.cancel()  # this request's headers are in
+            self._header_timer = None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        super().connection_lost(exc)
+
+    def _too_slow(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
 class _DrainingServer(uvicorn.Server):
-    """uvicorn re-raises a caught SIGTERM after its graceful shutdown, so the process dies of the
-    signal (exit 143). Orchestrators ask for a stop with SIGTERM and expect a clean exit: drain,
-    then return normally."""
+    """uvicorn with the drain this server promises.
+
+    - At shutdown, before uvicorn waits for in-flight requests, the admission gate stops
+      admitting and moves every call's hard stop to just before the grace ends: each call
+      finishes, or answers `shutting_down`, while uvicorn still waits for it. uvicorn alone
+      cancels what is left at the end of the grace, and the client gets a bare 500.
+    - uvicorn re-raises a caught SIGTERM after its graceful shutdown, so the process dies of the
+      signal (exit 143). Orchestrators ask for a stop with SIGTERM and expect a clean exit.
+    """
+
+    def __init__(self, config: uvicorn.Config, server: RetabMCPServer) -> None:
+        super().__init__(config)
+        self._mcp = server
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -127,15 +235,26 @@ class _DrainingServer(uvicorn.Server):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._mcp.state is not None:
+            self._mcp.state.gate.drain(self.config.timeout_graceful_shutdown or 0)
+        await super().shutdown(sockets)
 
-def serve(server: RetabMCPServer, settings: Settings) -> None:
-    config = uvicorn.Config(
+
+def uvicorn_config(server: RetabMCPServer, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
         create_app(server, settings),
         host=settings.host,
         port=settings.port,
+        http=_HeaderTimeoutProtocol,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        limit_concurrency=MAX_CONNECTIONS,
         log_config=None,  # the process's stderr logging, keys masked
         access_log=False,  # one structured line per tool call instead (server.call_log)
         timeout_graceful_shutdown=int(settings.shutdown_grace),
         server_header=False,
     )
-    _DrainingServer(config).run()
+
+
+def serve(server: RetabMCPServer, settings: Settings) -> None:
+    _DrainingServer(uvicorn_config(server, settings), server).run()

@@ -2,41 +2,28 @@
 
 stdout is the MCP protocol channel, so every log line goes to stderr, at every level. Keys are
 masked in the formatted line itself, whichever library wrote it (httpx, httpcore, the SDK,
-uvicorn): the configured key, and anything shaped like a bearer token or a Retab key, since
-over HTTP each caller brings a key this process never saw at start-up.
+uvicorn), by the same rule as tool results (redaction.py).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import Iterable
-from typing import Final
 
-_KEY_SHAPES: Final = re.compile(
-    r"(?i)(bearer\s+|api-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+"
-    r"|\b(?:rt_(?:test|live)_|sk_retab_)[A-Za-z0-9_-]+"
-)
-MASK: Final = "[redacted]"
+from retab_mcp.redaction import Redactor
 
 
 class RedactingFormatter(logging.Formatter):
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._redactor = Redactor(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), self._secrets)
+        return self._redactor.text(super().format(record))
 
 
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    return _KEY_SHAPES.sub(lambda m: (m.group(1) or "") + MASK, text)
-
-
-def configure(level: str, secrets: Iterable[str] = ()) -> None:
+def configure(level: str, secrets: Iterable[str | None] = ()) -> None:
     """Route all logging to stderr through the redacting formatter, replacing other handlers."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter(secrets))

@@ -8,14 +8,20 @@ satisfy, with the same JSON repeated as text, reads the same in every client.
 Runs (cancel, read) and pages of runs (list) each have their envelope shape.
 
 Size: a run's `output` can hold a multi-megabyte PDF as a data URL. It is left out unless asked
-for, any data URL over 64 KiB is replaced by a short descriptor even then, and a result that is
-still too large is trimmed, so a default result stays under 64 KiB whatever the API sends.
+for, and any data URL over 64 KiB is replaced by a short descriptor even then. A result still
+too large is trimmed in steps that end, by construction, in a record of the declared scalar
+fields only, with short strings (`_trim`); a page of runs drops runs from its end. So a default
+result stays under 64 KiB whatever the API sends, and `truncated` says when anything was cut.
+
+Every result is redacted (redaction.py) before it leaves, and its JSON is strict: no NaN or
+Infinity, which most clients cannot parse.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -24,9 +30,11 @@ import pydantic_core
 from mcp.types import CallToolResult, ContentBlock, ResourceLink, TextContent
 from pydantic import BaseModel, Field, ValidationError, create_model
 
+from retab_mcp.client import RUN_ID
 from retab_mcp.endpoints import Endpoint, tool_for
 from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, hint_for
 from retab_mcp.models import STATUS_DESCRIPTION, KnownStatus, is_terminal
+from retab_mcp.redaction import Redactor
 
 # Where an edit's filled document is served on demand when it is too large to return inline.
 FILLED_DOCUMENT_URI: Final = "retab://edits/{edit_id}/filled_document"
@@ -38,7 +46,10 @@ DATA_URL_LIMIT: Final = 64 * 1024
 # The envelope is sent twice (structured and as text), so half the result limit each.
 DEFAULT_JSON_BUDGET: Final = 30 * 1024
 FULL_OUTPUT_JSON_BUDGET: Final = 1024 * 1024
+# The string lengths the trimming steps cut to: first generous, then short.
 TRIMMED_STRING_CHARS: Final = 1024
+SHORT_STRING_CHARS: Final = 120
+MAX_OMITTED_DATA: Final = 10
 
 
 class ErrorInfo(BaseModel):
@@ -110,6 +121,9 @@ class ListResult(BaseModel):
         description="Pass as `after` to get the next page; null on the last page or on errors."
     )
     note: str | None = Field(description="What the page holds and how to go on; null on errors.")
+    truncated: bool = Field(
+        description="True when the page was too large to return whole and runs were left out of its end."
+    )
     error: ErrorInfo | None = Field(description="Why the call failed; null when ok.")
 
 
@@ -162,11 +176,12 @@ def succeeded(
             f"Retab answered with a {kind.noun} this server cannot read (bad fields: "
             f"{bounded_line(', '.join(fields), 200)}).",
         ) from None
-    if kind.noun == "edit":
+    if kind.noun == "edit" and RUN_ID.fullmatch(run.id):
         for item in omitted:
             if item.path == "output.filled_document.url":
                 item.resource_uri = FILLED_DOCUMENT_URI.format(edit_id=run.id)
-    status = run.status
+    # A status this server does not know is passed on, but not at any length.
+    status = run.status if is_terminal(run.status) is not None else bounded_line(run.status, 64)
     terminal = is_terminal(status)
     envelope = result_model(endpoint)(
         ok=True,
@@ -175,17 +190,18 @@ def succeeded(
         note=_note(endpoint, status, terminal, output_omitted, waited),
         waited_seconds=round(waited.seconds, 1) if waited else 0.0,
         output_omitted=output_omitted,
-        omitted_data=omitted,
-        truncated=False,
+        omitted_data=omitted[:MAX_OMITTED_DATA],
+        truncated=len(omitted) > MAX_OMITTED_DATA,
         error=None,
         **{kind.noun: run},
     ).model_dump(mode="json")
     text = _to_json(envelope)
     budget = FULL_OUTPUT_JSON_BUDGET if include_output else DEFAULT_JSON_BUDGET
-    if len(text) > budget:
+    if len(text) > budget or envelope["truncated"]:
         envelope, text = _trim(endpoint, envelope, budget)
-    summary = f"{endpoint.tool}: {kind.noun} {run.id}: {status}. {envelope['note']}"
-    return _render(envelope, text, summary, links=[item for item in omitted if item.resource_uri])
+    summary = f"{endpoint.tool}: {kind.noun} {bounded_line(run.id, 128)}: {status}. {envelope['note']}"
+    links = [item for item in omitted[:MAX_OMITTED_DATA] if item.resource_uri]
+    return _render(envelope, text, summary, links=links)
 
 
 def listed(endpoint: Endpoint, body: object, *, status_filter: str | None) -> CallToolResult:
@@ -201,17 +217,33 @@ def listed(endpoint: Endpoint, body: object, *, status_filter: str | None) -> Ca
     metadata = body.get("list_metadata")
     after = metadata.get("after") if isinstance(metadata, dict) else None
     next_after = after if isinstance(after, str) and CURSOR.fullmatch(after) else None
+    # Summaries are bounded field by field; a page of hostile ones is still bounded as a whole.
+    kept = len(summaries)
+    while kept and len(_to_json([summary.model_dump() for summary in summaries[:kept]])) > DEFAULT_JSON_BUDGET:
+        kept = kept * 3 // 4
+    left_out = len(summaries) - kept
+    summaries = summaries[:kept]
     if summaries:
         active = sum(1 for summary in summaries if summary.terminal is False)
         note = f"{len(summaries)} {noun}s, newest first; {active} still going."
     else:
         note = f"No {noun}s" + (f" with status {status_filter}." if status_filter else ".")
-    if next_after:
+    if left_out:
+        note += (
+            f" {left_out} more {noun}s of this page were left out: the page was too large to return "
+            f"(see `truncated`); call {endpoint.tool} with a smaller limit to see them."
+        )
+    elif next_after:
         note += f" More follow: call {endpoint.tool} with after={next_after!r}."
     elif summaries:
         note += " This is the last page."
     envelope = result_model(endpoint)(
-        ok=True, next_after=next_after, note=note, error=None, **{f"{noun}s": summaries}
+        ok=True,
+        next_after=None if left_out else next_after,
+        note=note,
+        truncated=bool(left_out),
+        error=None,
+        **{f"{noun}s": summaries},
     ).model_dump(mode="json")
     return _render(envelope, _to_json(envelope), f"{endpoint.tool}: {note}")
 
@@ -228,7 +260,7 @@ def failed(endpoint: Endpoint, run_id: str, failure: CallFailed) -> CallToolResu
     )
     noun = endpoint.kind.noun
     if endpoint.action == "list":
-        fields: dict[str, Any] = {"next_after": None, f"{noun}s": []}
+        fields: dict[str, Any] = {"next_after": None, "truncated": False, f"{noun}s": []}
     else:
         fields = {
             "status": None,
@@ -304,10 +336,11 @@ def _note(endpoint: Endpoint, status: str, terminal: bool | None, output_omitted
         )
         note = note[0].upper() + note[1:]
     if waited and waited.interrupted_by:
-        note += (
-            f" Waiting ended early: a later read failed ({waited.interrupted_by.code}), so this is the last "
-            f"state seen; call {read} to read it again."
-        )
+        why = {
+            ErrorCode.SHUTTING_DOWN: "this retab-mcp process is shutting down",
+            ErrorCode.TIMEOUT: "the call ran out of time",
+        }.get(waited.interrupted_by.code, f"a later read failed ({waited.interrupted_by.code})")
+        note += f" Waiting ended early: {why}, so this is the last state seen; call {read} to read it again."
     if output_omitted:
         note += f" Its output was left out; call {read} with include_output=true to get it."
     return note
@@ -360,40 +393,102 @@ def _describe_data_url(url: str, path: str, filename: str | None, omitted: list[
 
 
 def _trim(endpoint: Endpoint, envelope: dict[str, Any], budget: int) -> tuple[dict[str, Any], str]:
-    """Shrink the run in steps until the envelope fits `budget`: the fields a schema change could
-    not make required go first (unknown fields, error details), then long strings, then output."""
+    """Shrink the run in steps until the envelope fits `budget`, least lost first: fields the
+    models do not declare (at any depth) and error details, then long strings, then the output,
+    then every string to a short one. What the last step leaves is the declared scalar fields with
+    short strings: a few KB whatever the API sent, so the loop always ends within budget."""
     noun = endpoint.kind.noun
-    run = envelope[noun]
     envelope["truncated"] = True
-    known = endpoint.kind.run_model.model_fields
-    for key in [key for key in run if key not in known]:
-        del run[key]
+    run = _declared(envelope[noun], endpoint.kind.run_model)
     if isinstance(run.get("error"), dict):
         run["error"]["details"] = None
+
+    def long_strings_cut() -> None:
+        envelope[noun] = _shorten_strings(envelope[noun], TRIMMED_STRING_CHARS)
+
+    def every_string_short() -> None:
+        envelope[noun] = _shorten_strings(envelope[noun], SHORT_STRING_CHARS)
+        envelope["omitted_data"] = _shorten_strings(envelope["omitted_data"], SHORT_STRING_CHARS)
+
+    def without_output() -> None:
+        if envelope[noun].get("output") is not None:
+            envelope[noun]["output"] = None
+            envelope["output_omitted"] = True
+
+    envelope[noun] = run
     text = _to_json(envelope)
-    if len(text) > budget:
-        envelope[noun] = run = _shorten_strings(run)
-        text = _to_json(envelope)
-    if len(text) > budget and run.get("output") is not None:
-        run["output"] = None
-        envelope["output_omitted"] = True
+    for step in (long_strings_cut, without_output, every_string_short):
+        if len(text) <= budget:
+            break
+        step()
         text = _to_json(envelope)
     envelope["note"] = (envelope["note"] or "") + " The record was too large and was trimmed (see `truncated`)."
     return envelope, _to_json(envelope)
 
 
-def _shorten_strings(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > TRIMMED_STRING_CHARS:
-        return value[:TRIMMED_STRING_CHARS] + f"…[{len(value) - TRIMMED_STRING_CHARS} more characters]"
+def _declared(value: Any, model: type[BaseModel]) -> Any:
+    """`value` with only the fields `model` declares, at every depth of its nested models."""
+    if not isinstance(value, dict):
+        return value
+    kept: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if name in value:
+            annotation: Any = info.annotation
+            nested = _model_in(annotation)
+            item = value[name]
+            if nested is None:
+                kept[name] = item
+            elif nested[1] and isinstance(item, list):
+                kept[name] = [_declared(element, nested[0]) for element in item]
+            else:
+                kept[name] = _declared(item, nested[0])
+    return kept
+
+
+@functools.cache
+def _model_in(annotation: Any) -> tuple[type[BaseModel], bool] | None:
+    """The model an annotation holds (`M`, `M | None`, `list[M]`), and whether in a list."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    if typing.get_origin(annotation) is list:
+        inner = _model_in(typing.get_args(annotation)[0])
+        return (inner[0], True) if inner else None
+    for argument in typing.get_args(annotation):
+        found = _model_in(argument)
+        if found:
+            return found
+    return None
+
+
+def _shorten_strings(value: Any, limit: int) -> Any:
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + f"…[{len(value) - limit} more characters]"
     if isinstance(value, dict):
-        return {key: _shorten_strings(item) for key, item in value.items()}
+        return {key: _shorten_strings(item, limit) for key, item in value.items()}
     if isinstance(value, list):
-        return [_shorten_strings(item) for item in value]
+        return [_shorten_strings(item, limit) for item in value]
     return value
 
 
-def _to_json(envelope: dict[str, Any]) -> str:
-    return pydantic_core.to_json(envelope).decode()
+def _to_json(value: Any) -> str:
+    # Strict JSON: NaN and Infinity are not JSON (the wire models never hold one: client.parse_json).
+    return pydantic_core.to_json(value, inf_nan_mode="null").decode()
+
+
+def redacted(result: CallToolResult, redactor: Redactor) -> CallToolResult:
+    """`result` with every secret and key-shaped string masked, in every block and in its
+    structured content alike (a cheap scan of the text finds the rare result that needs it)."""
+    texts = [block.text for block in result.content if isinstance(block, TextContent)]
+    if not any(redactor.needed(text) for text in texts):
+        return result
+    envelope = redactor.tree(result.structured_content)
+    summary = redactor.text(texts[0]) if texts else ""
+    links = [block for block in result.content if isinstance(block, ResourceLink)]
+    return CallToolResult(
+        content=[TextContent(type="text", text=summary), TextContent(type="text", text=_to_json(envelope)), *links],
+        structured_content=envelope,
+        is_error=result.is_error,
+    )
 
 
 def _render(envelope: dict[str, Any], text: str, summary: str, links: Sequence[OmittedData] = ()) -> CallToolResult:

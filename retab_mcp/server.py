@@ -38,9 +38,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Final
 
+import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError
@@ -51,12 +52,23 @@ from pydantic import Field, ValidationError
 
 from retab_mcp import __version__
 from retab_mcp.actions import Upstream, max_wait_seconds, perform
+from retab_mcp.admission import Gate, cut_short
 from retab_mcp.client import RUN_ID_PATTERN, RetabClient, run_path
-from retab_mcp.config import Settings
+from retab_mcp.config import KEY_PATTERN, KEY_RULE, Settings
 from retab_mcp.endpoints import BY_TOOL, EDIT, Endpoint, select
 from retab_mcp.errors import CallFailed, ErrorCode, hint_for
 from retab_mcp.models import KnownStatus
-from retab_mcp.results import CURSOR_PATTERN, FILLED_DOCUMENT_URI, failed, invalid_arguments, result_model
+from retab_mcp.redaction import Redactor
+from retab_mcp.results import (
+    CURSOR_PATTERN,
+    FILLED_DOCUMENT_URI,
+    Waited,
+    failed,
+    invalid_arguments,
+    redacted,
+    result_model,
+    succeeded,
+)
 
 logger = logging.getLogger(__name__)
 # One JSON line per tool call at INFO (tool, id, outcome, upstream status, requests, latency): the
@@ -91,6 +103,10 @@ class AppState:
 
     settings: Settings
     client: RetabClient
+    gate: Gate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gate = Gate(self.settings.max_in_flight, self.settings.call_timeout)
 
 
 @asynccontextmanager
@@ -178,14 +194,23 @@ class RetabMCPServer(MCPServer[AppState]):
 async def call(
     endpoint: Endpoint, arguments: Mapping[str, Any], state: AppState, ctx: Context[AppState, Any] | None
 ) -> CallToolResult:
-    """The body of every tool: the action, the envelope for whatever came back, one log line."""
+    """The body of every tool: admission, the action inside its hard stop, the envelope for
+    whatever came back (redacted), one log line."""
     started = time.perf_counter()
+    # The budget counts from here: waiting for admission is part of the call.
+    began, deadline = anyio.current_time(), state.client.deadline()
     run_id = arguments.get(endpoint.kind.id_arg) if endpoint.action != "list" else None
+    secrets = [state.settings.api_key, state.settings.auth_token]
     upstream = None
     try:
         api_key = _api_key(state.settings, ctx.headers if ctx else None)
-        upstream = Upstream(state.client, api_key, state.client.deadline())
-        result = await perform(endpoint, arguments, upstream, ctx.report_progress if ctx else _no_progress)
+        secrets.append(api_key)
+        async with state.gate.admitted(began) as slot:
+            upstream = Upstream(state.client, api_key, deadline, idle=slot.idle)
+            with slot.scope:
+                result = await perform(endpoint, arguments, upstream, ctx.report_progress if ctx else _no_progress)
+            if slot.scope.cancelled_caught:
+                result = _cut_short(endpoint, arguments, upstream, cut_short(slot), time.perf_counter() - started)
     except CallFailed as failure:
         result = failed(endpoint, run_id or "", failure)
     except Exception:
@@ -193,6 +218,7 @@ async def call(
         logger.exception("%s(%r) failed unexpectedly", endpoint.tool, run_id)
         bug = CallFailed(ErrorCode.INTERNAL_ERROR, "retab-mcp failed while handling the call.")
         result = failed(endpoint, run_id or "", bug)
+    result = redacted(result, Redactor(secrets))
     if call_log.isEnabledFor(logging.INFO):
         envelope = result.structured_content or {}
         error = envelope.get("error") or {}
@@ -214,6 +240,20 @@ async def call(
     return result
 
 
+def _cut_short(
+    endpoint: Endpoint, arguments: Mapping[str, Any], upstream: Upstream, why: CallFailed, seconds: float
+) -> CallToolResult:
+    """The answer of a call its hard stop ended: the run as last seen, if Retab had answered with
+    one (a wait cut short), else the failure."""
+    if endpoint.action == "list" or upstream.last_run is None:
+        return failed(endpoint, arguments.get(endpoint.kind.id_arg) or "", why)
+    waited = Waited(seconds, interrupted_by=why)
+    try:
+        return succeeded(endpoint, upstream.last_run, include_output=arguments["include_output"], waited=waited)
+    except CallFailed as failure:
+        return failed(endpoint, arguments[endpoint.kind.id_arg], failure)
+
+
 async def filled_document(edit_id: str, ctx: Context[AppState, Any]) -> bytes:
     """`retab://edits/{edit_id}/filled_document`: the edit read whole, its filled PDF decoded."""
     state: AppState = ctx.request_context.lifespan_context
@@ -229,7 +269,8 @@ async def filled_document(edit_id: str, ctx: Context[AppState, Any]) -> bytes:
             subject=f"edit {edit_id!r}",
         )
     except CallFailed as failure:
-        raise ResourceError(f"{failure.message} {hint_for(failure, read, edit_id)}") from None
+        redactor = Redactor([state.settings.api_key, state.settings.auth_token, caller_key(ctx.headers)])
+        raise ResourceError(redactor.text(f"{failure.message} {hint_for(failure, read, edit_id)}")) from None
     output = body.get("output") if isinstance(body, dict) else None
     document = output.get("filled_document") if isinstance(output, dict) else None
     url = document.get("url") if isinstance(document, dict) else None
@@ -274,6 +315,12 @@ def _api_key(settings: Settings, headers: Mapping[str, str] | None) -> str:
         raise CallFailed(
             ErrorCode.CONFIGURATION_ERROR,
             "No Retab API key: RETAB_API_KEY is not set in this server's environment. Nothing was sent.",
+        )
+    if not KEY_PATTERN.fullmatch(key):
+        # Only a caller's key can get here (the server's is checked at start-up); never forwarded.
+        raise CallFailed(
+            ErrorCode.UNAUTHORIZED,
+            f"The Retab API key sent with this request is malformed: a key is {KEY_RULE}. Nothing was sent.",
         )
     return key
 
@@ -362,6 +409,7 @@ def _arguments(endpoint: Endpoint, max_wait: int) -> dict[str, tuple[Any, Any]]:
             Annotated[
                 bool,
                 Field(
+                    strict=True,  # true or false only: not "yes", 1 or "false" read as true
                     description=f"Also return the run's `output` ({kind.output}). Off by default: it can be "
                     "megabytes. Files over 64 KiB are replaced by a descriptor even then.",
                 ),

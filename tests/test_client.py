@@ -284,6 +284,9 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=now) == 10.0
     assert parse_retry_after("Wed, 31 Dec 2025 23:00:00 GMT", now=now) == 0.0
     assert parse_retry_after("soon") is None
+    assert parse_retry_after("inf") == parse_retry_after("1e999") == 86_400.0
+    assert parse_retry_after("Thu, 01 Jan 2099 00:00:00 GMT", now=now) == 86_400.0
+    assert parse_retry_after("nan") is None
     assert parse_retry_after(None) is None
 
 

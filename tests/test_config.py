@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from retab_mcp.config import ENV_VARS, ConfigError, Settings, normalize_base_url
-from retab_mcp.logs import RedactingFormatter, redact
+from retab_mcp.logs import RedactingFormatter
+from retab_mcp.redaction import redact
 from tests.support import SERVER_COMMAND, clean_env
 
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from retab_mcp.cli import _parser
-from retab_mcp.config import ENV_VARS
+from retab_mcp.config import ENV_VARS, Settings
 from retab_mcp.http import HEALTH_PATH, READY_PATH
 
 ROOT = Path(__file__).parent.parent
@@ -60,6 +60,10 @@ def test_container_flags_and_probes_match_the_server() -> None:
     assert {env["name"] for env in container["env"]} <= known
     grace = next(int(env["value"]) for env in container["env"] if env["name"] == "RETAB_MCP_SHUTDOWN_GRACE")
     assert pod["terminationGracePeriodSeconds"] > grace + container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    # Every call in flight at SIGTERM can finish: the drain is no shorter than a call's budget.
+    budget = next((float(env["value"]) for env in container["env"] if env["name"] == "RETAB_MCP_CALL_TIMEOUT"), None)
+    assert grace >= (budget or Settings().call_timeout)
+    assert Settings().shutdown_grace >= Settings().call_timeout
 
 
 def test_hardening_and_scale_out() -> None:

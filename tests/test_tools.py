@@ -4,6 +4,7 @@ loopback. Every result is validated against the published outputSchema by the `a
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from typing import Any
 
@@ -116,24 +117,60 @@ async def test_a_small_data_url_is_kept(agent: Agent, sandbox: RunningSandbox) -
     assert envelope["omitted_data"] == []
 
 
-async def test_a_default_result_stays_under_64kib_whatever_the_api_sends(agent: Agent, sandbox: RunningSandbox) -> None:
-    huge = {
-        "id": "fbp_big",
-        "file": {"id": "file_1", "filename": "a.pdf", "mime_type": "application/pdf"},
-        "status": "cancelled",
-        "intent": "x" * 500_000,
-        "error": {"code": "E", "message": "m" * 100_000, "details": {"trace": ["frame"] * 50_000}},
-        "future_field": list(range(100_000)),
-        "output": {"blob": "y" * 3_000_000},
-    }
-    sandbox.sandbox.add_fault(Fault(status=200, body=json.dumps(huge)))
-    result, envelope = await agent.call("cancel_blueprint", {"blueprint_id": "fbp_big"})
+FILE = {"id": "file_1", "filename": "a.pdf", "mime_type": "application/pdf"}
+OVERSIZED = {
+    "everywhere": (
+        "cancel_blueprint",
+        {
+            "id": "fbp_big",
+            "file": FILE,
+            "status": "cancelled",
+            "intent": "x" * 500_000,
+            "error": {"code": "E", "message": "m" * 100_000, "details": {"trace": ["frame"] * 40_000}},
+            "future_field": list(range(40_000)),
+            "output": {"blob": "y" * 3_000_000},
+        },
+    ),
+    "unknown-inside-file": (
+        "cancel_blueprint",
+        {"id": "fbp_big", "status": "cancelled", "file": {**FILE, "pages": ["p1"] * 90_000}},
+    ),
+    "unknown-inside-usage": (
+        "cancel_edit",
+        {"id": "edt_big", "status": "cancelled", "usage": {"credits": 1.0, "lines": [{"k": "v" * 40}] * 30_000}},
+    ),
+    "short-strings-in-a-config": (
+        "cancel_edit",
+        {"id": "edt_big", "status": "cancelled", "config": {"color": "#000080", "fonts": ["Helvetica"] * 90_000}},
+    ),
+    "a-huge-id-and-status": ("cancel_edit", {"id": "edt_" + "x" * 1_000_000, "status": "s" * 1_000_000}),
+}
+
+
+@pytest.mark.parametrize("shape", list(OVERSIZED))
+async def test_a_default_result_stays_under_64kib_whatever_the_api_sends(
+    agent: Agent, sandbox: RunningSandbox, shape: str
+) -> None:
+    tool, body = OVERSIZED[shape]
+    sandbox.sandbox.add_fault(Fault(status=200, body=json.dumps(body)))
+    arg = "blueprint_id" if tool == "cancel_blueprint" else "edit_id"
+    result, envelope = await agent.call(tool, {arg: "fbp_big" if tool == "cancel_blueprint" else "edt_big"})
     assert result_size(result) < RESULT_LIMIT
-    assert envelope["ok"] is True
-    assert envelope["status"] == "cancelled"
+    assert envelope["ok"] is True, envelope["error"]
     assert envelope["truncated"] is True
-    assert "future_field" not in envelope["blueprint"]
-    assert envelope["blueprint"]["intent"].startswith("xxx")
+    assert "The record was too large and was trimmed" in envelope["note"]
+    if shape == "everywhere":
+        assert envelope["status"] == "cancelled"
+        assert "future_field" not in envelope["blueprint"]
+        assert envelope["blueprint"]["intent"].startswith("xxx")
+
+
+async def test_a_reply_too_complex_to_be_a_run_is_refused_unparsed(agent: Agent, sandbox: RunningSandbox) -> None:
+    body = {"id": "edt_x", "status": "cancelled", "file": {**FILE, "pages": [{}] * 200_000}}
+    sandbox.sandbox.add_fault(Fault(status=200, body=json.dumps(body)))
+    _, envelope = await agent.call("cancel_edit", {"edit_id": "edt_x"})
+    assert envelope["error"]["code"] == "invalid_response"
+    assert "too complex" in envelope["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -205,6 +242,43 @@ async def test_missing_id_and_bad_flag_are_named(agent: Agent, sandbox: RunningS
     assert missing["error"]["message"] == "`edit_id` is required."
     _, flag = await agent.call("cancel_edit", {"edit_id": "edt_1", "include_output": "perhaps"})
     assert flag["error"]["message"] == "`include_output` must be true or false."
+    assert sandbox.sandbox.recorded() == []
+
+
+def strict_json(text: str) -> Any:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("retry_after", ["inf", "1e999", "Thu, 01 Jan 2099 00:00:00 GMT"])
+async def test_an_endless_retry_after_is_capped_at_a_day_in_strict_json(
+    agent: Agent, sandbox: RunningSandbox, retry_after: str
+) -> None:
+    sandbox.sandbox.add_fault(Fault(status=429, headers={"Retry-After": retry_after}))
+    result, envelope = await agent.call("get_edit", {"edit_id": "edt_running01"})
+    assert envelope["error"]["retry_after_seconds"] == 86_400
+    assert envelope["error"]["hint"].startswith("Wait 86400 seconds")
+    assert strict_json(texts(result)[1]) == envelope
+
+
+async def test_numbers_too_large_for_a_float_are_the_largest_float(agent: Agent, sandbox: RunningSandbox) -> None:
+    body = '{"id": "edt_x", "status": "cancelled", "usage": {"credits": 1e999, "page_count": 1}, "score": -1e400}'
+    sandbox.sandbox.add_fault(Fault(status=200, body=body))
+    result, envelope = await agent.call("cancel_edit", {"edit_id": "edt_x"})
+    assert strict_json(texts(result)[1]) == envelope
+    assert envelope["ok"] is True
+    assert (envelope["edit"]["usage"]["credits"], envelope["edit"]["score"]) == (
+        sys.float_info.max,
+        -sys.float_info.max,
+    )
+
+
+@pytest.mark.parametrize("flag", ["yes", "1", "true", 0, 1, "false", None])
+async def test_include_output_is_true_or_false_only(agent: Agent, sandbox: RunningSandbox, flag: Any) -> None:
+    _, envelope = await agent.call("get_edit", {"edit_id": "edt_1", "include_output": flag})
+    assert envelope["error"]["message"] == "`include_output` must be true or false."
     assert sandbox.sandbox.recorded() == []
 
 
