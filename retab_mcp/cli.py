@@ -21,7 +21,15 @@ from dataclasses import replace
 from typing import Final
 
 from retab_mcp import __version__
-from retab_mcp.config import LOG_LEVELS, ConfigError, Settings, parse_http_path, parse_log_level, split_list
+from retab_mcp.config import (
+    LOG_LEVELS,
+    ConfigError,
+    Settings,
+    parse_http_path,
+    parse_log_level,
+    parse_workers,
+    split_list,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,6 +84,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     http.add_argument("--allowed-hosts", help="extra accepted Host values, comma-separated (name:* for any port)")
     http.add_argument("--allowed-origins", help="extra accepted Origin values, comma-separated")
+    http.add_argument("--workers", help="stateless HTTP: processes serving the port, one per core to use (default 1)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     sandbox = commands.add_parser("sandbox", help="serve the Retab sandbox alone on loopback")
     sandbox.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -124,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:  # --tools or --read-only name no such tool
         print(f"retab-mcp: {exc}", file=sys.stderr)
         return 2
+    if settings.transport == "http" and settings.workers > 1:
+        from retab_mcp import workers
+
+        return workers.serve(server, settings)
     if settings.transport == "http":
         from retab_mcp.http import serve as serve_http
 
@@ -152,8 +165,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         "stateful": args.stateful,
         "allowed_hosts": split_list(args.allowed_hosts) if args.allowed_hosts else None,
         "allowed_origins": split_list(args.allowed_origins) if args.allowed_origins else None,
+        "workers": parse_workers(args.workers) if args.workers is not None else None,
     }
     settings = replace(settings, **{name: value for name, value in flags.items() if value is not None})
     if settings.transport == "http":
         settings.check_http_exposure()
+    settings.check_workers()
     return settings
