@@ -21,12 +21,13 @@ import asyncio
 import json
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bench.harness import CALLS, PROTOCOL_VERSION, ROOT, SANDBOX_KEY, child_env, cpu_seconds, free_port, stop, summary
+from bench.harness import CALLS, PROTOCOL_VERSION, SANDBOX_KEY, child_env, cpu_seconds, free_port, stop, summary
 
 Log = Callable[[str], None]
 
@@ -52,7 +53,9 @@ class HttpServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=contender.env,
-            cwd=ROOT,
+            # Not the repository: `python -c` puts its working directory first on sys.path,
+            # which would shadow a `--baseline` checkout with the working tree's retab_mcp.
+            cwd=tempfile.gettempdir(),
         )
         self.requests = [self._request(tool, arguments, i) for i, (tool, arguments) in enumerate(contender.calls)]
 
