@@ -26,6 +26,7 @@ from typing import Any
 
 from bench import httpload, suites
 from bench.contenders import (
+    ECHO_LOOP_STDIO,
     FLOOR,
     FLOOR_LOOP_STDIO,
     GENERATED,
@@ -174,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             skipped["sdk"] = "the retab package is not installed here (uv sync --group bench)"
             log(f"skipping the Retab SDK: {skipped['sdk']}")
-        noops = [FLOOR] + ([FLOOR_LOOP_STDIO] if os.name == "posix" else [])
+        noops = [FLOOR] + ([FLOOR_LOOP_STDIO, ECHO_LOOP_STDIO] if os.name == "posix" else [])
         log(f"per call: {profile.calls} rounds over {len(callers) + len(in_process) + len(noops)} contenders")
         results["per_call"] = suites.per_call(
             callers, in_process, envs, sandbox.base_url, profile.calls, profile.call_warmup, log, noops=noops
@@ -197,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     meta["duration_s"] = time.time() - began
     meta["loadavg_end"] = os.getloadavg()
-    results["contenders"] = {c.key: {"label": c.label, "about": c.about} for c in [*candidates, FLOOR_LOOP_STDIO]}
+    everyone = [*candidates, FLOOR_LOOP_STDIO, ECHO_LOOP_STDIO]
+    results["contenders"] = {c.key: {"label": c.label, "about": c.about} for c in everyone}
     results["goals"] = goals(results)
     table = render(results)
     print(table)
@@ -574,6 +576,12 @@ def render(results: dict[str, Any]) -> str:
         lines += [
             f"The same server with stdin/stdout served by the event loop instead of the SDK's worker threads "
             f"(an experiment, bench/servers/floor_loopio.py): p50 {noop['p50']:.2f} ms, p99 {noop['p99']:.2f} ms.",
+        ]
+    if ECHO_LOOP_STDIO.key in per_call:
+        noop = per_call[ECHO_LOOP_STDIO.key]["noop"]
+        lines += [
+            f"No SDK at all, a JSON-RPC echo over event-loop stdio (bench/servers/echo_loopio.py): the pipes and "
+            f"the two processes' wake-ups alone: p50 {noop['p50']:.2f} ms, p99 {noop['p99']:.2f} ms.",
         ]
 
     lines += [
