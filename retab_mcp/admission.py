@@ -9,6 +9,11 @@ one more waits a short, bounded time for a slot, then answers at once with `over
 A call that waits for its run to stop gives its slot back while it sleeps between polls: a
 sleeping call costs nothing, and a hundred agents waiting must not lock out the hundred-and-first.
 
+Over stateless HTTP the gate stands in front of the SDK (http.py): a call turned away there
+costs the parsing of its few hundred bytes, not the SDK's per-request session, so that past
+capacity the CPU still goes to the calls admitted. Elsewhere (stdio, `--stateful`) the tool
+call itself is admitted.
+
 Every admitted call runs inside a cancel scope: its hard stop. It fires at the call's budget (a
 backstop: the client already answers `timeout` in time) or, once the server drains at SIGTERM,
 shortly before the grace period ends, so that every call in flight answers with an envelope
@@ -18,8 +23,9 @@ before the process exits, never with a transport error.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import Final
 
 import anyio
@@ -36,23 +42,28 @@ ANSWER_RESERVE_SECONDS: Final = 1.0
 BACKSTOP_SLACK_SECONDS: Final = 0.5
 
 
+# The slot of the request being served, when the HTTP front admitted it before the SDK's
+# per-request work (so that a call turned away costs next to nothing): the tool call reuses it.
+ADMITTED: ContextVar[Slot | None] = ContextVar("retab_mcp_admitted", default=None)
+
+
 class Slot:
     """One admitted call: its hard-stop scope, and whether it holds its share of the gate."""
 
     def __init__(self, gate: Gate, scope: anyio.CancelScope) -> None:
-        self._gate = gate
+        self.gate = gate
         self.scope = scope
         self.held = True
 
     async def idle(self, seconds: float) -> None:
         """Sleep `seconds` without holding a slot, then take one back (waiting if need be)."""
-        self._gate.release(self)
+        self.gate.release(self)
         await anyio.sleep(seconds)
-        await self._gate.acquire(self)
+        await self.gate.acquire(self)
 
     @property
     def draining(self) -> bool:
-        return self._gate.draining
+        return self.gate.draining
 
 
 class Gate:
@@ -66,10 +77,9 @@ class Gate:
         self._cutoff = math.inf
         self.draining = False
 
-    @asynccontextmanager
-    async def admitted(self, started: float) -> AsyncIterator[Slot]:
-        """A slot for a call that started at `started` (anyio time), held while the block runs;
-        raises `CallFailed` at once (overloaded, shutting_down) when there is none to give."""
+    async def admit(self, started: float) -> Slot:
+        """A slot for a call that started at `started` (anyio time), or `CallFailed` at once
+        (overloaded, shutting_down) when there is none to give. Hold it with `holding`."""
         if self.draining:
             raise CallFailed(
                 ErrorCode.SHUTTING_DOWN,
@@ -87,13 +97,30 @@ class Gate:
                 retry_after_seconds=RETRY_AFTER_SECONDS,
             )
         backstop = started + self._budget + BACKSTOP_SLACK_SECONDS
-        slot = Slot(self, anyio.CancelScope(deadline=min(backstop, self._cutoff)))
+        return Slot(self, anyio.CancelScope(deadline=min(backstop, self._cutoff)))
+
+    @contextmanager
+    def holding(self, slot: Slot) -> Iterator[Slot]:
+        """`slot` counted among the calls in flight (the drain reaches it) until the block ends,
+        and given back then; `ADMITTED` names it, so the tool call inside finds it."""
         self._admitted.add(slot)
+        token = ADMITTED.set(slot)
         try:
             yield slot
         finally:
+            ADMITTED.reset(token)
             self._admitted.discard(slot)
             self.release(slot)
+
+    @asynccontextmanager
+    async def admitted(self, started: float) -> AsyncIterator[Slot]:
+        """The slot the HTTP front already gave this request, or a new one, held for the block."""
+        given = ADMITTED.get()
+        if given is not None and given.gate is self:
+            yield given
+            return
+        with self.holding(await self.admit(started)) as slot:
+            yield slot
 
     def release(self, slot: Slot) -> None:
         if slot.held:

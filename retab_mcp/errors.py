@@ -73,6 +73,8 @@ RETRYABLE: Final = frozenset(
 RETRIED_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 
 MAX_DETAIL_CHARS: Final = 300
+# An error body is a line or two of JSON; one far larger is not worth parsing for its `detail`.
+MAX_ERROR_BODY_BYTES: Final = 64 * 1024
 
 
 # eq=False: an exception compares by identity (and stays hashable for traceback machinery).
@@ -161,8 +163,10 @@ def parse_detail(body: bytes | bytearray) -> str | None:
     """The API's FastAPI-style `detail`, in any of its three shapes, as one bounded line.
 
     Anything that is not such JSON (an HTML page from a proxy, a stack trace) gives None, so it
-    never reaches the agent.
+    never reaches the agent; so does a body too large to be an error message, unparsed.
     """
+    if len(body) > MAX_ERROR_BODY_BYTES:
+        return None
     try:
         payload = json.loads(body)
     except ValueError:
@@ -238,10 +242,10 @@ def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
             return "Retab refused the request as malformed; check the arguments. Retrying unchanged will not help."
         case ErrorCode.RATE_LIMITED:
             if failure.retry_after_seconds is not None:
-                return f"Wait {failure.retry_after_seconds:g} seconds, then call {tool} again."
+                return f"Wait {_seconds(failure.retry_after_seconds)}, then call {tool} again."
             return f"Wait a few seconds, then call {tool} again."
         case ErrorCode.UPSTREAM_UNAVAILABLE:
-            wait = f"{failure.retry_after_seconds:g} seconds" if failure.retry_after_seconds else "a minute"
+            wait = _seconds(failure.retry_after_seconds) if failure.retry_after_seconds else "a minute"
             return (
                 f"Retab is having trouble; the server already retried. Wait {wait}, then call {tool} again; "
                 "if it keeps failing, tell the user the run may still be going."
@@ -260,7 +264,7 @@ def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
             )
         case ErrorCode.OVERLOADED:
             return (
-                f"retab-mcp is busy and sent nothing to Retab. Wait {failure.retry_after_seconds or 1:g} seconds, "
+                f"retab-mcp is busy and sent nothing to Retab. Wait {_seconds(failure.retry_after_seconds or 1)}, "
                 f"then call {tool} again."
             )
         case ErrorCode.SHUTTING_DOWN:
@@ -277,6 +281,10 @@ def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
             )
         case ErrorCode.INTERNAL_ERROR:
             return "retab-mcp failed unexpectedly; tell the user (its log on stderr has the details)."
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} second" + ("" if value == 1 else "s")
 
 
 def _other_prefixes(endpoint: Endpoint) -> tuple[str, ...]:

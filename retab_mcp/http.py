@@ -35,17 +35,21 @@ import time
 from collections.abc import Iterator
 from typing import Final
 
+import anyio
 import h11
 import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from retab_mcp.config import Settings
+from retab_mcp.endpoints import Endpoint
 from retab_mcp.errors import CallFailed, ErrorCode
-from retab_mcp.server import RetabMCPServer, bearer_token, caller_key
+from retab_mcp.results import failed
+from retab_mcp.server import RetabMCPServer, bearer_token, caller_key, log_call
 
 # A tool call's JSON-RPC body is a few hundred bytes; nothing legitimate comes near this.
 MAX_REQUEST_BODY_BYTES: Final = 64 * 1024
@@ -92,6 +96,51 @@ class Front:
         self.token = settings.auth_token.encode() if settings.auth_token else None
         # Caller's-key mode with sessions: a request that may open one must bring a key Retab accepts.
         self.session_keys = _AcceptedKeys(server) if settings.stateful and not self.server_key else None
+        # Stateless JSON answers are a body this front can write itself: tool calls are admitted
+        # here, before the SDK's per-request work (admission.py).
+        self.gated = not settings.stateful
+
+    async def _admitted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A stateless request passed to the SDK holding an admission slot if it is a tool call,
+        or answered here at once (`overloaded`, `shutting_down`) when there is no slot for it."""
+        messages, body = await _read_body(receive)
+        replay = _replaying(messages, receive)
+        state = self.server.state
+        call = self._tool_call(body) if body is not None and state is not None else None
+        if call is None or state is None:
+            await self.app(scope, replay, send)
+            return
+        request_id, endpoint, run_id = call
+        started = time.perf_counter()
+        try:
+            slot = await state.gate.admit(anyio.current_time())
+        except CallFailed as failure:
+            answer = failed(endpoint, run_id, failure)
+            log_call(endpoint, run_id or None, answer, None, started)
+            result = answer.model_dump(by_alias=True, mode="json", exclude_none=True)
+            result.pop("resultType", None)  # 2026-07-28 vocabulary; these answers are to older clients
+            await JSONResponse({"jsonrpc": "2.0", "id": request_id, "result": result})(scope, replay, send)
+            return
+        with state.gate.holding(slot):
+            await self.app(scope, replay, send)
+
+    def _tool_call(self, body: bytes) -> tuple[str | int, Endpoint, str] | None:
+        """(request id, endpoint, run id) of a JSON-RPC `tools/call` of a served tool, else None."""
+        try:
+            message = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(message, dict) or message.get("method") != "tools/call":
+            return None
+        request_id, params = message.get("id"), message.get("params")
+        if not isinstance(request_id, str | int) or isinstance(request_id, bool) or not isinstance(params, dict):
+            return None
+        endpoint = self.server.served(params.get("name"))
+        if endpoint is None:
+            return None
+        arguments = params.get("arguments")
+        run_id = arguments.get(endpoint.kind.id_arg) if isinstance(arguments, dict) else None
+        return request_id, endpoint, run_id if isinstance(run_id, str) else ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -108,6 +157,10 @@ class Front:
                 opens_session = scope["method"] == "POST" and "mcp-session-id" not in headers
                 if response is None and self.session_keys is not None and opens_session:
                     response = await self.session_keys.refusal(caller_key(headers) or "")
+                legacy = headers.get("mcp-protocol-version") in HANDSHAKE_PROTOCOL_VERSIONS
+                if response is None and self.gated and scope["method"] == "POST" and legacy:
+                    await self._admitted(scope, receive, send)
+                    return
             if response is not None:
                 await response(scope, receive, send)
                 return
@@ -138,6 +191,36 @@ def _unauthorized(error: str, message: str) -> Response:
         media_type="application/json",
         headers={"WWW-Authenticate": f'Bearer realm="retab-mcp", error="{error}"'},
     )
+
+
+async def _read_body(receive: Receive) -> tuple[list[Message], bytes | None]:
+    """The request's messages as read, and its body; None past the size limit (the SDK answers
+    413) or when the client went away."""
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_REQUEST_BODY_BYTES:
+            return messages, None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return messages, b"".join(chunks)
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """`receive` that gives `messages` again first."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
 
 
 class _AcceptedKeys:

@@ -185,6 +185,11 @@ class RetabMCPServer(MCPServer[AppState]):
                 mime_type="application/pdf",
             )(filled_document)
 
+    def served(self, name: object) -> Endpoint | None:
+        """The row of the tool `name` if this process serves it."""
+        entry = self._tools.get(name) if isinstance(name, str) else None
+        return entry[1] if entry else None
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
@@ -236,25 +241,33 @@ async def call(
         bug = CallFailed(ErrorCode.INTERNAL_ERROR, "retab-mcp failed while handling the call.")
         result = failed(endpoint, run_id or "", bug)
     result = redacted(result, Redactor(secrets))
-    if call_log.isEnabledFor(logging.INFO):
-        envelope = result.structured_content or {}
-        error = envelope.get("error") or {}
-        call_log.info(
-            json.dumps(
-                {
-                    "event": "tool_call",
-                    "tool": endpoint.tool,
-                    "id": run_id,
-                    "outcome": error.get("code", "ok"),
-                    "status": envelope.get("status"),
-                    "upstream_status": upstream.http_status if upstream else None,
-                    "attempts": upstream.requests if upstream else 0,
-                    "waited_s": envelope.get("waited_seconds"),
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-                }
-            )
-        )
+    log_call(endpoint, run_id, result, upstream, started)
     return result
+
+
+def log_call(
+    endpoint: Endpoint, run_id: object, result: CallToolResult, upstream: Upstream | None, started: float
+) -> None:
+    """The call's one JSON line at INFO (`call_log`), wherever it was answered."""
+    if not call_log.isEnabledFor(logging.INFO):
+        return
+    envelope = result.structured_content or {}
+    error = envelope.get("error") or {}
+    call_log.info(
+        json.dumps(
+            {
+                "event": "tool_call",
+                "tool": endpoint.tool,
+                "id": run_id,
+                "outcome": error.get("code", "ok"),
+                "status": envelope.get("status"),
+                "upstream_status": upstream.http_status if upstream else None,
+                "attempts": upstream.requests if upstream else 0,
+                "waited_s": envelope.get("waited_seconds"),
+                "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            }
+        )
+    )
 
 
 def _cut_short(

@@ -31,7 +31,7 @@ from retab_mcp import http
 from retab_mcp.config import Settings
 from retab_mcp.sandbox import Fault, RunningSandbox
 from retab_mcp.server import RetabMCPServer
-from tests.conftest import Agent, connect, texts
+from tests.conftest import Agent, connect, texts, validator_for
 from tests.support import clean_env
 from tests.test_http import KEY_A, LEGACY_HEADERS, free_port, http_server, jsonrpc, mcp_client
 
@@ -509,3 +509,24 @@ def test_malformed_json_rpc_over_http_gets_a_json_rpc_error(sandbox: RunningSand
         error = answer.json()
         assert (error["jsonrpc"], error["id"]) == ("2.0", None)
         assert error["error"]["code"] in (-32700, -32600, -32602)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_a_call_turned_away_is_an_envelope_the_sdk_client_validates(sandbox: RunningSandbox, mode: str) -> None:
+    """Over stateless HTTP the front answers for the SDK (legacy era) or the tool does (2026-07-28):
+    either way the client gets the tool's envelope, valid against its outputSchema."""
+    sandbox.sandbox.add_fault(Fault(status=None, delay=3, match="/v1/edits/edt_running01"))
+    env = {"RETAB_API_BASE_URL": sandbox.base_url, "RETAB_MCP_MAX_IN_FLIGHT": "1"}
+    with http_server(**env) as server:
+        async with mcp_client(server.mcp, {"Api-Key": KEY_A}, mode) as client:
+            schema = next(tool.output_schema for tool in (await client.list_tools()).tools if tool.name == "get_edit")
+            async with anyio.create_task_group() as group:
+                group.start_soon(client.call_tool, "get_edit", {"edit_id": "edt_running01"})
+                await anyio.sleep(0.5)
+                turned_away = await client.call_tool("get_edit", {"edit_id": "edt_queued01"})
+    assert turned_away.is_error
+    assert turned_away.structured_content is not None
+    validator_for(schema or {}).validate(turned_away.structured_content)
+    assert turned_away.structured_content["error"]["code"] == "overloaded"
+    assert texts(turned_away)[0].startswith("get_edit failed: overloaded.")
+    assert [r.path for r in sandbox.sandbox.recorded()] == ["/v1/edits/edt_running01"]
