@@ -163,7 +163,8 @@ class RetabMCPServer(MCPServer[AppState]):
         self.state: AppState | None = None
         endpoints = select(settings.read_only, settings.tools)
         max_wait = max_wait_seconds(settings)
-        self._tools = {endpoint.tool: (_build_tool(endpoint, max_wait), endpoint) for endpoint in endpoints}
+        envelopes: dict[tuple[object, bool], dict[str, Any]] = {}
+        self._tools = {endpoint.tool: (_build_tool(endpoint, max_wait, envelopes), endpoint) for endpoint in endpoints}
         super().__init__(
             "retab-mcp",
             title="Retab",
@@ -355,8 +356,13 @@ def _api_key(settings: Settings, headers: Mapping[str, str] | None) -> str:
     return key
 
 
-def _build_tool(endpoint: Endpoint, max_wait: int) -> Tool:
-    """The MCP tool for one table row: a function with the row's arguments, and its schema."""
+def _build_tool(endpoint: Endpoint, max_wait: int, envelopes: dict[tuple[object, bool], dict[str, Any]]) -> Tool:
+    """The MCP tool for one table row: a function with the row's arguments, and its schemas.
+
+    The envelopes of one kind of run are one shape under two names (cancel_edit's and get_edit's),
+    and generating an outputSchema was the slowest part of building the tools: `envelopes` keeps
+    the first one of each shape, and the second tool gets it under its own name.
+    """
 
     async def tool(ctx: Context[AppState, Any], **arguments: Any) -> CallToolResult:
         return await call(endpoint, arguments, ctx.request_context.lifespan_context, ctx)
@@ -371,6 +377,8 @@ def _build_tool(endpoint: Endpoint, max_wait: int) -> Tool:
         [*parameters, inspect.Parameter("ctx", keyword, annotation=Context)],
         return_annotation=Annotated[CallToolResult, result_model(endpoint)],
     )
+    shape = (endpoint.kind, endpoint.action == "list")
+    known = envelopes.get(shape)
     built = Tool.from_function(
         tool,
         name=endpoint.tool,
@@ -378,7 +386,13 @@ def _build_tool(endpoint: Endpoint, max_wait: int) -> Tool:
         description=endpoint.description,
         context_kwarg="ctx",
         annotations=READ_ANNOTATIONS if endpoint.read_only else CANCEL_ANNOTATIONS,
+        structured_output=None if known is None else False,
     )
+    if known is None:
+        assert built.output_schema is not None
+        envelopes[shape] = built.output_schema
+    else:  # read live by tools/list; call_tool returns the envelope as built, unvalidated again
+        built.fn_metadata.output_schema = {**known, "title": result_model(endpoint).__name__}
     # What a host's model reads of a tool is its name, description and inputSchema: no property
     # titles (they repeat the names), and no arguments beyond those listed.
     schema = built.parameters
