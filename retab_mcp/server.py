@@ -40,6 +40,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Annotated, Any, Final
 
 import anyio
@@ -56,7 +57,7 @@ from retab_mcp.actions import Upstream, max_wait_seconds, perform
 from retab_mcp.admission import Gate, cut_short
 from retab_mcp.client import RUN_ID_PATTERN, RetabClient, run_path
 from retab_mcp.config import KEY_PATTERN, KEY_RULE, Settings
-from retab_mcp.endpoints import BY_TOOL, EDIT, Endpoint, select
+from retab_mcp.endpoints import BY_TOOL, EDIT, ENDPOINTS, Endpoint, select
 from retab_mcp.errors import CallFailed, ErrorCode, hint_for
 from retab_mcp.models import KnownStatus
 from retab_mcp.redaction import Redactor
@@ -163,8 +164,11 @@ class RetabMCPServer(MCPServer[AppState]):
         self.state: AppState | None = None
         endpoints = select(settings.read_only, settings.tools)
         max_wait = max_wait_seconds(settings)
-        envelopes: dict[tuple[object, bool], dict[str, Any]] = {}
-        self._tools = {endpoint.tool: (_build_tool(endpoint, max_wait, envelopes), endpoint) for endpoint in endpoints}
+        envelopes = json.loads(OUTPUT_SCHEMAS_FILE.read_text())
+        self._tools = {
+            endpoint.tool: (_build_tool(endpoint, max_wait, envelopes[endpoint.tool]), endpoint)
+            for endpoint in endpoints
+        }
         super().__init__(
             "retab-mcp",
             title="Retab",
@@ -356,13 +360,8 @@ def _api_key(settings: Settings, headers: Mapping[str, str] | None) -> str:
     return key
 
 
-def _build_tool(endpoint: Endpoint, max_wait: int, envelopes: dict[tuple[object, bool], dict[str, Any]]) -> Tool:
-    """The MCP tool for one table row: a function with the row's arguments, and its schemas.
-
-    The envelopes of one kind of run are one shape under two names (cancel_edit's and get_edit's),
-    and generating an outputSchema was the slowest part of building the tools: `envelopes` keeps
-    the first one of each shape, and the second tool gets it under its own name.
-    """
+def _build_tool(endpoint: Endpoint, max_wait: int, output_schema: dict[str, Any]) -> Tool:
+    """The MCP tool for one table row: a function with the row's arguments, and its schemas."""
 
     async def tool(ctx: Context[AppState, Any], **arguments: Any) -> CallToolResult:
         return await call(endpoint, arguments, ctx.request_context.lifespan_context, ctx)
@@ -374,11 +373,8 @@ def _build_tool(endpoint: Endpoint, max_wait: int, envelopes: dict[tuple[object,
     ]
     tool.__name__ = endpoint.tool
     tool.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [*parameters, inspect.Parameter("ctx", keyword, annotation=Context)],
-        return_annotation=Annotated[CallToolResult, result_model(endpoint)],
+        [*parameters, inspect.Parameter("ctx", keyword, annotation=Context)], return_annotation=CallToolResult
     )
-    shape = (endpoint.kind, endpoint.action == "list")
-    known = envelopes.get(shape)
     built = Tool.from_function(
         tool,
         name=endpoint.tool,
@@ -386,13 +382,10 @@ def _build_tool(endpoint: Endpoint, max_wait: int, envelopes: dict[tuple[object,
         description=endpoint.description,
         context_kwarg="ctx",
         annotations=READ_ANNOTATIONS if endpoint.read_only else CANCEL_ANNOTATIONS,
-        structured_output=None if known is None else False,
+        structured_output=False,
     )
-    if known is None:
-        assert built.output_schema is not None
-        envelopes[shape] = built.output_schema
-    else:  # read live by tools/list; call_tool returns the envelope as built, unvalidated again
-        built.fn_metadata.output_schema = {**known, "title": result_model(endpoint).__name__}
+    # Read live by tools/list; call_tool returns the envelope as built, without validating it again.
+    built.fn_metadata.output_schema = output_schema
     # What a host's model reads of a tool is its name, description and inputSchema: no property
     # titles (they repeat the names), and no arguments beyond those listed.
     schema = built.parameters
@@ -401,6 +394,30 @@ def _build_tool(endpoint: Endpoint, max_wait: int, envelopes: dict[tuple[object,
         prop.pop("title", None)
     schema["additionalProperties"] = False
     return built
+
+
+# Every tool's outputSchema, as the SDK derives it from the tool's envelope model
+# (derived_output_schemas), kept in a file: deriving them was over half the time of building the
+# tools, between the client's spawn and its first answer. scripts/sync_manifests rewrites the file
+# from the models, and tests/test_manifests fails when it is out of date.
+OUTPUT_SCHEMAS_FILE: Final = Path(__file__).with_name("output_schemas.json")
+
+
+def derived_output_schemas() -> dict[str, dict[str, Any]]:
+    """Each tool's outputSchema derived from its envelope model (pydantic's JSON schema)."""
+    schemas = {}
+    for endpoint in ENDPOINTS:
+
+        async def envelope() -> CallToolResult:
+            raise NotImplementedError
+
+        envelope.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            return_annotation=Annotated[CallToolResult, result_model(endpoint)]
+        )
+        schema = Tool.from_function(envelope, name=endpoint.tool).output_schema
+        assert schema is not None
+        schemas[endpoint.tool] = schema
+    return schemas
 
 
 _REQUIRED: Final = inspect.Parameter.empty
