@@ -160,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results: dict[str, Any] = {"meta": meta, "profile": dataclasses.asdict(profile), "skipped": skipped}
     log(f"command line: {profile.cli_rounds} rounds")
-    results["cli"] = suites.cli_start(envs, profile.cli_rounds, 1, log)
+    earlier = next((c for c in candidates if c.key == "baseline"), None)
+    results["cli"] = suites.cli_start(envs, profile.cli_rounds, 1, log, earlier)
     sandbox = Sandbox()
     try:
         log(f"sandbox at {sandbox.base_url}; cold start, {profile.cold_rounds} rounds of {len(stdio)} servers")

@@ -13,6 +13,7 @@ import gc
 import importlib
 import random
 import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -397,9 +398,12 @@ def soak(
 # -- command-line start-up -------------------------------------------------------------------
 
 
-def cli_start(envs: dict[str, Env], runs: int, warmup: int, log: Log) -> dict[str, Any]:
+def cli_start(
+    envs: dict[str, Env], runs: int, warmup: int, log: Log, before: Contender | None = None
+) -> dict[str, Any]:
     """Spawn to exit of the commands a user types before any server runs, next to the
-    interpreter's own start (`python -c pass`), interleaved; bytecode compiled."""
+    interpreter's own start (`python -c pass`), interleaved; bytecode compiled. With `before`
+    (a --baseline), its `--version` too."""
     core = envs["core"]
     commands = {
         "python -c pass": [core.python, "-c", "pass"],
@@ -407,12 +411,24 @@ def cli_start(envs: dict[str, Env], runs: int, warmup: int, log: Log) -> dict[st
         "retab-mcp --help": [str(core.bin / "retab-mcp"), "--help"],
         "retab-mcp config claude-desktop": [str(core.bin / "retab-mcp"), "config", "claude-desktop"],
     }
+    extra_env: dict[str, dict[str, str]] = {}
+    if before is not None:
+        name = f"{before.label} --version"
+        commands[name] = [*before.argv(core), "--version"]
+        extra_env[name] = dict(before.extra_env)
     samples: dict[str, list[float]] = {name: [] for name in commands}
     env = child_env()
     for round_, order in rounds(list(commands), warmup + runs):
         for name in order:
             started = time.perf_counter_ns()
-            subprocess.run(commands[name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            subprocess.run(
+                commands[name],
+                env=env | extra_env.get(name, {}),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=True,
+                cwd=tempfile.gettempdir(),  # not the repository, whose retab_mcp would shadow a baseline's
+            )
             if round_ >= warmup:
                 samples[name].append((time.perf_counter_ns() - started) / 1e6)
     log(f"  command line: {runs} rounds of {len(commands)} commands")
