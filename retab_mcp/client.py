@@ -113,6 +113,7 @@ SHARD_CONNECTIONS: Final = 8
 
 
 def sharded_transport() -> httpx.AsyncBaseTransport:
+    # Defined here, not at module level: httpx is imported when the pool is built (see RetabClient).
     import httpx
 
     class Sharded(httpx.AsyncBaseTransport):
