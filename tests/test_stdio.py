@@ -342,3 +342,26 @@ def test_stdin_and_stdout_may_be_regular_files(sandbox: RunningSandbox, tmp_path
     assert by_id[1]["result"]["serverInfo"]["name"] == "retab-mcp"
     assert by_id[2]["result"]["structuredContent"]["edit"]["id"] == "edt_running01"
     assert by_id[None]["error"]["code"] == -32700
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_progress_over_real_stdio_in_both_eras(sandbox: RunningSandbox, mode: str) -> None:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "retab_mcp"],
+        env=server_env(RETAB_API_KEY=SECRET_KEY, RETAB_API_BASE_URL=sandbox.base_url),
+    )
+    reports: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reports.append((progress, total, message))
+
+    async with Client(params, mode=mode) as client:
+        arguments = {"edit_id": "edt_running01", "wait_seconds": 1.2}
+        result = await client.call_tool("get_edit", arguments, progress_callback=on_progress)
+    assert result.structured_content is not None
+    assert (result.structured_content["ok"], result.structured_content["terminal"]) == (True, False)
+    assert len(reports) >= 2
+    assert reports[0] == (0.0, 1.2, "edit edt_running01: in_progress")
+    assert [p for p, _, _ in reports] == sorted({p for p, _, _ in reports})
