@@ -339,5 +339,6 @@ def uvicorn_config(server: RetabMCPServer, settings: Settings) -> uvicorn.Config
     )
 
 
-def serve(server: RetabMCPServer, settings: Settings) -> None:
-    _DrainingServer(uvicorn_config(server, settings), server).run()
+def serve(server: RetabMCPServer, settings: Settings, sock: socket.socket | None = None) -> None:
+    """Serve until SIGTERM; on `sock` when given (a worker of --workers), else on host and port."""
+    _DrainingServer(uvicorn_config(server, settings), server).run(sockets=[sock] if sock else None)
