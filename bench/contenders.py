@@ -112,6 +112,18 @@ FLOOR_LOOP_STDIO: Final = Contender(
 )
 
 
+# Per call only, next to the floor's no-op: no SDK at all, a JSON-RPC echo over event-loop stdio.
+ECHO_LOOP_STDIO: Final = Contender(
+    "echo-loop-stdio",
+    "JSON-RPC echo, no SDK, event-loop stdio (experiment)",
+    "core",
+    _script("echo_loopio.py"),
+    "mcp",
+    cancel_tools=False,
+    about="bench/servers/echo_loopio.py: answers every request at once: the pipes and wake-ups alone",
+)
+
+
 def baseline(ref: str, commit: str) -> Contender:
     """retab-mcp as of another commit, side by side with the working tree (`--baseline REF`):
     that commit's `retab_mcp/` is extracted under bench/.envs/ and put first on PYTHONPATH of

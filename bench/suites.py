@@ -12,6 +12,8 @@ import asyncio
 import gc
 import importlib
 import random
+import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from bench.harness import (
     SANDBOX_KEY,
     StdioServer,
     child_env,
+    cpu_seconds,
     parse_answer,
     rss_mb,
     summary,
@@ -284,13 +287,20 @@ def per_call(
         for key, tool, _ in runners:
             samples.setdefault(key, {})[tool] = []
         gc.collect()
+        cpu_start: dict[str, float] = {}
         for index, order in rounds(runners, warmup + calls):
+            if index == warmup:  # the servers' CPU time over the timed rounds only
+                cpu_start = {key: cpu_seconds(server.pid) for key, server in servers.items()}
             for key, tool, run in order:
                 elapsed = run()
                 if index >= warmup:
                     samples[key][tool].append(elapsed / 1e6)
             if index >= warmup and (index - warmup + 1) % 1000 == 0:
                 log(f"  per call: {index - warmup + 1}/{calls} rounds")
+        cpu_per_call = {
+            key: (cpu_seconds(server.pid) - cpu_start[key]) / (calls * len(samples[key])) * 1000
+            for key, server in servers.items()
+        }
     finally:
         for server in servers.values():
             server.close()
@@ -300,6 +310,7 @@ def per_call(
         loop.close()
     return {
         key: {tool: {"samples_ms": values, **summary(values)} for tool, values in tools.items()}
+        | ({"cpu_per_call_ms": cpu_per_call[key]} if key in cpu_per_call else {})
         for key, tools in samples.items()
     }
 
@@ -382,3 +393,43 @@ def soak(
         data["growth_mb"] = last["rss_mb"] - data["rss_after_start_mb"]
         data["growth_after_first_checkpoint_mb"] = last["rss_mb"] - first["rss_mb"]
     return result
+
+
+# -- command-line start-up -------------------------------------------------------------------
+
+
+def cli_start(
+    envs: dict[str, Env], runs: int, warmup: int, log: Log, before: Contender | None = None
+) -> dict[str, Any]:
+    """Spawn to exit of the commands a user types before any server runs, next to the
+    interpreter's own start (`python -c pass`), interleaved; bytecode compiled. With `before`
+    (a --baseline), its `--version` too."""
+    core = envs["core"]
+    commands = {
+        "python -c pass": [core.python, "-c", "pass"],
+        "retab-mcp --version": [str(core.bin / "retab-mcp"), "--version"],
+        "retab-mcp --help": [str(core.bin / "retab-mcp"), "--help"],
+        "retab-mcp config claude-desktop": [str(core.bin / "retab-mcp"), "config", "claude-desktop"],
+    }
+    extra_env: dict[str, dict[str, str]] = {}
+    if before is not None:
+        name = f"{before.label} --version"
+        commands[name] = [*before.argv(core), "--version"]
+        extra_env[name] = dict(before.extra_env)
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    env = child_env()
+    for round_, order in rounds(list(commands), warmup + runs):
+        for name in order:
+            started = time.perf_counter_ns()
+            subprocess.run(
+                commands[name],
+                env=env | extra_env.get(name, {}),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=True,
+                cwd=tempfile.gettempdir(),  # not the repository, whose retab_mcp would shadow a baseline's
+            )
+            if round_ >= warmup:
+                samples[name].append((time.perf_counter_ns() - started) / 1e6)
+    log(f"  command line: {runs} rounds of {len(commands)} commands")
+    return {name: {"samples_ms": values, **summary(values)} for name, values in samples.items()}

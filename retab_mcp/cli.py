@@ -14,12 +14,22 @@ one line on stderr naming it; nothing is ever printed on stdout by the MCP serve
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Final
 
 from retab_mcp import __version__
-from retab_mcp.config import LOG_LEVELS, ConfigError, Settings, parse_http_path, parse_log_level, split_list
+from retab_mcp.config import (
+    LOG_LEVELS,
+    ConfigError,
+    Settings,
+    parse_http_path,
+    parse_log_level,
+    parse_workers,
+    split_list,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,7 +44,8 @@ class _Parser(argparse.ArgumentParser):
         return super().format_help()
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser for `argv`: the setup commands named in it come with their own options."""
     parser = _Parser(
         prog="retab-mcp",
         description="MCP server that lets LLM agents cancel, read, list and wait for Retab file blueprint "
@@ -73,20 +84,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     http.add_argument("--allowed-hosts", help="extra accepted Host values, comma-separated (name:* for any port)")
     http.add_argument("--allowed-origins", help="extra accepted Origin values, comma-separated")
+    http.add_argument("--workers", help="stateless HTTP: processes serving the port, one per core to use (default 1)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     sandbox = commands.add_parser("sandbox", help="serve the Retab sandbox alone on loopback")
     sandbox.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
-    # Setup helpers: each registers its own options and `run` (light imports: no SDK, no httpx).
-    from retab_mcp import clients, doctor
-
-    clients.add_arguments(commands.add_parser("config", help="print or --write a client's config entry for retab-mcp"))
-    doctor.add_arguments(commands.add_parser("doctor", help="check the setup and say how to fix what is wrong"))
+    # Setup helpers: each registers its own options and `run`. Its module is imported only when its
+    # name is on the command line, so that --version, --help and the server do not pay for it.
+    for name, (module, summary) in SETUP_COMMANDS.items():
+        command = commands.add_parser(name, help=summary)
+        if name in argv:
+            importlib.import_module(module).add_arguments(command)
     return parser
 
 
+SETUP_COMMANDS: Final = {
+    "config": ("retab_mcp.clients", "print or --write a client's config entry for retab-mcp"),
+    "doctor": ("retab_mcp.doctor", "check the setup and say how to fix what is wrong"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(argv).parse_args(argv)
     if getattr(args, "run", None):
         # config and doctor run before the settings are parsed: doctor reports a bad one with its fix.
         return int(args.run(args))
@@ -113,12 +133,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:  # --tools or --read-only name no such tool
         print(f"retab-mcp: {exc}", file=sys.stderr)
         return 2
+    if settings.transport == "http" and settings.workers > 1:
+        from retab_mcp import workers
+
+        return workers.serve(server, settings)
     if settings.transport == "http":
         from retab_mcp.http import serve as serve_http
 
         serve_http(server, settings)
     else:
-        server.run("stdio")
+        from retab_mcp import stdio
+
+        # At end of input the calls in flight finish before the process exits: their budget, and
+        # a little more to write the answers.
+        stdio.run(server, drain_seconds=settings.call_timeout + 2)
     return 0
 
 
@@ -137,8 +165,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         "stateful": args.stateful,
         "allowed_hosts": split_list(args.allowed_hosts) if args.allowed_hosts else None,
         "allowed_origins": split_list(args.allowed_origins) if args.allowed_origins else None,
+        "workers": parse_workers(args.workers) if args.workers is not None else None,
     }
     settings = replace(settings, **{name: value for name, value in flags.items() if value is not None})
     if settings.transport == "http":
         settings.check_http_exposure()
+    settings.check_workers()
     return settings

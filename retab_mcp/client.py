@@ -11,6 +11,7 @@ Clock, sleep and jitter are injectable so tests never wait for real.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -101,6 +102,37 @@ class Reply:
     attempts: int
 
 
+# The connection pool, in shards. httpcore's pool walks all its connections twice per request
+# (and counts the idle ones for each of them), so its CPU cost per request grows with the number
+# of connections; under load that made the cost of a call grow with concurrency. Shards of a
+# few connections each, taken in turn, keep that walk short, and together keep as many
+# connections alive as the server admits calls (RETAB_MCP_MAX_IN_FLIGHT's default, 64).
+POOL_SHARDS: Final = 16
+SHARD_KEEPALIVE: Final = 4
+SHARD_CONNECTIONS: Final = 8
+
+
+def sharded_transport() -> httpx.AsyncBaseTransport:
+    # Defined here, not at module level: httpx is imported when the pool is built (see RetabClient).
+    import httpx
+
+    class Sharded(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            limits = httpx.Limits(max_connections=SHARD_CONNECTIONS, max_keepalive_connections=SHARD_KEEPALIVE)
+            tls = httpx.create_ssl_context()  # one CA bundle loaded, shared by the shards
+            self._shards = [httpx.AsyncHTTPTransport(verify=tls, limits=limits) for _ in range(POOL_SHARDS)]
+            self._turn = itertools.cycle(self._shards)
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            return await next(self._turn).handle_async_request(request)
+
+        async def aclose(self) -> None:
+            for shard in self._shards:
+                await shard.aclose()
+
+    return Sharded()
+
+
 class RetabClient:
     """An `httpx.AsyncClient` with Retab's auth, retries and the per-call budget.
 
@@ -153,7 +185,7 @@ class RetabClient:
                     headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
                     timeout=httpx.Timeout(self._settings.call_timeout),
                     follow_redirects=False,
-                    transport=self._transport,
+                    transport=self._transport or sharded_transport(),
                 )
             except (OSError, ValueError) as exc:
                 # Built lazily, so a broken setup (an unreadable SSL_CERT_FILE, say) shows here, on

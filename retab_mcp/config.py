@@ -73,6 +73,12 @@ ENV_VARS: Final = (
         "HTTP with `--stateful`: sessions open at once; one more is refused with 503 (1 to 100000).",
     ),
     EnvVar(
+        "RETAB_MCP_WORKERS",
+        "1",
+        "HTTP, stateless: processes serving the port, one per core to use (1 to 64); under Kubernetes keep 1 "
+        "and scale replicas.",
+    ),
+    EnvVar(
         "RETAB_MCP_SHUTDOWN_GRACE",
         "35",
         "HTTP: seconds in-flight calls get to finish after SIGTERM; longer than the call budget, so that "
@@ -113,6 +119,7 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     max_sessions: int = 1000
+    workers: int = 1
     shutdown_grace: float = 35.0
 
     @property
@@ -148,6 +155,7 @@ class Settings:
             allowed_hosts=split_list(get("RETAB_MCP_ALLOWED_HOSTS")),
             allowed_origins=split_list(get("RETAB_MCP_ALLOWED_ORIGINS")),
             max_sessions=_number("RETAB_MCP_MAX_SESSIONS", get("RETAB_MCP_MAX_SESSIONS"), int, 1, 100_000),
+            workers=parse_workers(get("RETAB_MCP_WORKERS") or "1"),
             shutdown_grace=_number("RETAB_MCP_SHUTDOWN_GRACE", get("RETAB_MCP_SHUTDOWN_GRACE"), float, 0, 3600),
         )
 
@@ -158,6 +166,24 @@ class Settings:
                 f"refusing to serve on {self.host} with a server-side Retab key and no RETAB_MCP_AUTH_TOKEN: "
                 "anyone who can reach the port could spend that key. Set RETAB_MCP_AUTH_TOKEN (callers send "
                 "it as a bearer token), or unset RETAB_API_KEY so each caller brings their own key."
+            )
+
+    def check_workers(self) -> None:
+        """More than one worker process: only where any process can answer any request."""
+        if self.workers == 1:
+            return
+        if self.transport != "http":
+            raise ConfigError("RETAB_MCP_WORKERS (--workers) applies to --transport http; stdio is one process")
+        if self.stateful:
+            raise ConfigError(
+                "RETAB_MCP_WORKERS (--workers) above 1 needs stateless HTTP: a session lives in one process and "
+                "its next request may reach another. Unset RETAB_MCP_STATEFUL (--stateful), or use one worker."
+            )
+        if self.sandbox:
+            raise ConfigError(
+                "RETAB_MCP_WORKERS (--workers) above 1 cannot share the embedded sandbox (RETAB_MCP_SANDBOX, "
+                "--sandbox): each process would have its own. Run `retab-mcp sandbox` and point "
+                "RETAB_API_BASE_URL at it."
             )
 
 
@@ -195,6 +221,10 @@ def parse_http_path(value: str) -> str:
     if path == "/" or any(part in ("healthz", "readyz") for part in path.split("/")):
         raise ConfigError(f"RETAB_MCP_HTTP_PATH must be a path like /mcp, not /healthz or /readyz (got {value!r})")
     return path
+
+
+def parse_workers(value: str) -> int:
+    return _number("RETAB_MCP_WORKERS", value, int, 1, 64)
 
 
 def split_list(value: str | None) -> tuple[str, ...]:

@@ -320,7 +320,9 @@ class _DrainingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        if self.started:  # listening: say where, and whose key it spends (at every log level)
+        # Listening: say where, and whose key it spends, at every log level. A worker of --workers
+        # (given its socket) leaves that to the parent, which says it once for all of them.
+        if self.started and sockets is None:
             ports = [s.getsockname()[1] for server in self.servers for s in server.sockets]
             print(start_line(self.settings, ports[0] if ports else self.settings.port), file=sys.stderr, flush=True)
 
@@ -371,5 +373,6 @@ def uvicorn_config(server: RetabMCPServer, settings: Settings) -> uvicorn.Config
     )
 
 
-def serve(server: RetabMCPServer, settings: Settings) -> None:
-    _DrainingServer(uvicorn_config(server, settings), server, settings).run()
+def serve(server: RetabMCPServer, settings: Settings, sock: socket.socket | None = None) -> None:
+    """Serve until SIGTERM; on `sock` when given (a worker of --workers), else on host and port."""
+    _DrainingServer(uvicorn_config(server, settings), server, settings).run(sockets=[sock] if sock else None)

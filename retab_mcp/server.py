@@ -11,7 +11,9 @@
 #   validates against the tool's `outputSchema` and as the same JSON in text. Bad arguments are
 #   answered with that envelope too: the SDK's own argument validation answers with bare text,
 #   so `RetabMCPServer.call_tool` validates first, with the same model the SDK would use, and
-#   refuses arguments the inputSchema does not declare (`additionalProperties: false`).
+#   refuses arguments the inputSchema does not declare (`additionalProperties: false`). It then
+#   calls the tool itself: the SDK's path would validate the arguments a second time, and the
+#   envelope built for the outputSchema once more.
 # - An unknown tool name, or a tool this process does not serve (--read-only, --tools), is a
 #   malformed request, answered with JSON-RPC -32602 as the spec says (MCPServer itself answers
 #   it with an isError result).
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gc
 import inspect
 import json
 import logging
@@ -37,6 +40,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Annotated, Any, Final
 
 import anyio
@@ -53,7 +57,7 @@ from retab_mcp.actions import Upstream, max_wait_seconds, perform
 from retab_mcp.admission import Gate, cut_short
 from retab_mcp.client import RUN_ID_PATTERN, RetabClient, run_path
 from retab_mcp.config import KEY_PATTERN, KEY_RULE, Settings
-from retab_mcp.endpoints import BY_TOOL, EDIT, Endpoint, select
+from retab_mcp.endpoints import BY_TOOL, EDIT, ENDPOINTS, Endpoint, select
 from retab_mcp.errors import CallFailed, ErrorCode, hint_for
 from retab_mcp.models import KnownStatus
 from retab_mcp.redaction import Redactor
@@ -125,10 +129,26 @@ async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
             )
         client = await stack.enter_async_context(RetabClient(settings))
         server.state = AppState(settings, client)
+        _settle_garbage_collector()
         try:
             yield server.state
         finally:
             server.state = None
+
+
+# Young-generation collections every this many allocations (Python's default: 700). A call
+# allocates thousands of short-lived objects; at the default, collections ran several times per
+# call, and their older generations kept re-scanning the SDK's start-up objects.
+GC_YOUNG_THRESHOLD: Final = 20_000
+
+
+def _settle_garbage_collector() -> None:
+    """Once start-up is done: what exists now lives as long as the process, so the collector is
+    told to stop scanning it (gc.freeze), and young collections run less often. No collection
+    first: it took 50 ms here, before the first answer, to free little."""
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 class RetabMCPServer(MCPServer[AppState]):
@@ -144,7 +164,11 @@ class RetabMCPServer(MCPServer[AppState]):
         self.state: AppState | None = None
         endpoints = select(settings.read_only, settings.tools)
         max_wait = max_wait_seconds(settings)
-        self._tools = {endpoint.tool: (_build_tool(endpoint, max_wait), endpoint) for endpoint in endpoints}
+        envelopes = json.loads(OUTPUT_SCHEMAS_FILE.read_text())
+        self._tools = {
+            endpoint.tool: (_build_tool(endpoint, max_wait, envelopes[endpoint.tool]), endpoint)
+            for endpoint in endpoints
+        }
         super().__init__(
             "retab-mcp",
             title="Retab",
@@ -180,7 +204,7 @@ class RetabMCPServer(MCPServer[AppState]):
         tool, endpoint = entry
         unknown = sorted(set(arguments) - set(tool.parameters["properties"]))
         try:
-            tool.fn_metadata.validate_arguments(arguments)
+            validated = tool.fn_metadata.validate_arguments(arguments)
             invalid = None
         except ValidationError as exc:
             invalid = exc
@@ -188,7 +212,10 @@ class RetabMCPServer(MCPServer[AppState]):
             run_id = arguments.get(endpoint.kind.id_arg) if endpoint.action != "list" else None
             failure = invalid_arguments(endpoint, invalid, unknown)
             return failed(endpoint, run_id if isinstance(run_id, str) else "", failure)
-        return await super().call_tool(name, arguments, context)
+        if context is None:  # a direct call, outside any request: the SDK builds the context
+            return await super().call_tool(name, arguments, context)
+        result: CallToolResult = await tool.fn(context, **validated)
+        return result
 
 
 async def call(
@@ -333,8 +360,8 @@ def _api_key(settings: Settings, headers: Mapping[str, str] | None) -> str:
     return key
 
 
-def _build_tool(endpoint: Endpoint, max_wait: int) -> Tool:
-    """The MCP tool for one table row: a function with the row's arguments, and its schema."""
+def _build_tool(endpoint: Endpoint, max_wait: int, output_schema: dict[str, Any]) -> Tool:
+    """The MCP tool for one table row: a function with the row's arguments, and its schemas."""
 
     async def tool(ctx: Context[AppState, Any], **arguments: Any) -> CallToolResult:
         return await call(endpoint, arguments, ctx.request_context.lifespan_context, ctx)
@@ -346,8 +373,7 @@ def _build_tool(endpoint: Endpoint, max_wait: int) -> Tool:
     ]
     tool.__name__ = endpoint.tool
     tool.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [*parameters, inspect.Parameter("ctx", keyword, annotation=Context)],
-        return_annotation=Annotated[CallToolResult, result_model(endpoint)],
+        [*parameters, inspect.Parameter("ctx", keyword, annotation=Context)], return_annotation=CallToolResult
     )
     built = Tool.from_function(
         tool,
@@ -356,7 +382,10 @@ def _build_tool(endpoint: Endpoint, max_wait: int) -> Tool:
         description=endpoint.description,
         context_kwarg="ctx",
         annotations=READ_ANNOTATIONS if endpoint.read_only else CANCEL_ANNOTATIONS,
+        structured_output=False,
     )
+    # Read live by tools/list; call_tool returns the envelope as built, without validating it again.
+    built.fn_metadata.output_schema = output_schema
     # What a host's model reads of a tool is its name, description and inputSchema: no property
     # titles (they repeat the names), and no arguments beyond those listed.
     schema = built.parameters
@@ -365,6 +394,30 @@ def _build_tool(endpoint: Endpoint, max_wait: int) -> Tool:
         prop.pop("title", None)
     schema["additionalProperties"] = False
     return built
+
+
+# Every tool's outputSchema, as the SDK derives it from the tool's envelope model
+# (derived_output_schemas), kept in a file: deriving them was over half the time of building the
+# tools, between the client's spawn and its first answer. scripts/sync_manifests rewrites the file
+# from the models, and tests/test_manifests fails when it is out of date.
+OUTPUT_SCHEMAS_FILE: Final = Path(__file__).with_name("output_schemas.json")
+
+
+def derived_output_schemas() -> dict[str, dict[str, Any]]:
+    """Each tool's outputSchema derived from its envelope model (pydantic's JSON schema)."""
+    schemas = {}
+    for endpoint in ENDPOINTS:
+
+        async def envelope() -> CallToolResult:
+            raise NotImplementedError
+
+        envelope.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            return_annotation=Annotated[CallToolResult, result_model(endpoint)]
+        )
+        schema = Tool.from_function(envelope, name=endpoint.tool).output_schema
+        assert schema is not None
+        schemas[endpoint.tool] = schema
+    return schemas
 
 
 _REQUIRED: Final = inspect.Parameter.empty

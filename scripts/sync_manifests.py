@@ -10,7 +10,8 @@ What is derived, and from where (everything else in the files is edited by hand)
 - the bundle's tools (endpoints.ENDPOINTS: name and title) and its Python requirement
   (pyproject's requires-python), and the descriptions and defaults of its user_config fields
   from the variables they are mapped to;
-- the environment variable table in docs/clients.md, between its markers.
+- the environment variable table in docs/clients.md, between its markers;
+- retab_mcp/output_schemas.json, every tool's outputSchema: server.derived_output_schemas().
 tests/test_manifests.py checks the same facts against the running server and fails on drift.
 """
 
@@ -27,6 +28,7 @@ from retab_mcp import __version__
 from retab_mcp.clients import KEY_VAR
 from retab_mcp.config import ENV_VARS
 from retab_mcp.endpoints import ENDPOINTS
+from retab_mcp.server import OUTPUT_SCHEMAS_FILE, derived_output_schemas
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 SERVER_JSON: Final = ROOT / "manifests" / "server.json"
@@ -118,6 +120,7 @@ def rendered() -> dict[Path, str]:
         SERVER_JSON: dumps(server_json(json.loads(SERVER_JSON.read_text()))),
         MCPB_MANIFEST: dumps(mcpb_manifest(json.loads(MCPB_MANIFEST.read_text()))),
         CLIENTS_DOC: clients_doc(CLIENTS_DOC.read_text()),
+        OUTPUT_SCHEMAS_FILE: dumps(derived_output_schemas()),
     }
 
 

@@ -21,7 +21,15 @@ def test_quick_run_prints_the_tables_and_writes_the_json(tmp_path: Path, capsys:
     assert run.main(["--quick", "--out", str(tmp_path)]) == 0
 
     table = capsys.readouterr().out
-    headings = ["### Cold start over stdio", "### Per call", "### Memory and cost", "### HTTP", "### Goals"]
+    headings = [
+        "### Cold start over stdio",
+        "### Per call",
+        "### Memory and cost",
+        "### HTTP",
+        "### Offered load past saturation",
+        "### Command line",
+        "### Goals",
+    ]
     for heading in headings:
         assert heading in table
     assert "SDK floor, interleaved with the above: a no-op `tools/call`" in table
@@ -53,13 +61,25 @@ def test_quick_run_prints_the_tables_and_writes_the_json(tmp_path: Path, capsys:
     assert [point["calls"] for point in soak["checkpoints"]] == [10, 30, 60]
     assert soak["growth_mb"] == pytest.approx(soak["checkpoints"][-1]["rss_mb"] - soak["rss_after_start_mb"])
 
+    assert per_call["retab-mcp"]["cpu_per_call_ms"] > 0
+
     http = results["http"]
     assert set(http["floor"]) == {"1", "4"}
-    assert http["floor"]["4"]["calls_per_s"] > 0
-    if "retab-mcp-http" not in results["skipped"]:
-        assert http["retab-mcp"]["4"]["completed"] > 0
+    for key in ["floor", "retab-mcp", "retab-mcp-workers"]:
+        for level in http[key].values():
+            # A figure, or a reason: never an empty row passed off as a result.
+            assert level.get("completed", 0) > 0 or level["skipped"], (key, level)
+
+    offered = results["offered"]
+    if "points" in offered:
+        for point in offered["points"]:
+            answered = point["goodput"] + point["refused"] + point["http_503"] + point["errors"] + point["timeouts"]
+            assert answered + point["unsent"] == point["calls"]
+
+    assert results["cli"]["retab-mcp --version"]["n"] == 2
 
     goals = {row["goal"]: row for row in results["goals"]}
-    assert "cold start vs floor (issue 5)" in goals
-    assert "per-call p50 over raw httpx" in goals
+    assert "stdio per-call p50 vs raw httpx" in goals
+    assert "cold start to tools/list vs the bare SDK server" in goals
+    assert "`retab-mcp --version` over `python -c pass`" in goals
     assert all(row["holds"] in (True, False, None) for row in goals.values())

@@ -53,6 +53,7 @@ def test_every_variable_is_read() -> None:
         "RETAB_MCP_ALLOWED_HOSTS": "a.example:*, b.example",
         "RETAB_MCP_ALLOWED_ORIGINS": "https://a.example",
         "RETAB_MCP_SHUTDOWN_GRACE": "5",
+        "RETAB_MCP_WORKERS": "3",
         "RETAB_MCP_MAX_IN_FLIGHT": "8",
         "RETAB_MCP_MAX_SESSIONS": "3",
     }
@@ -65,6 +66,7 @@ def test_every_variable_is_read() -> None:
     assert (settings.http_path, settings.stateful, settings.auth_token) == ("/rpc", True, "tok")
     assert settings.allowed_hosts == ("a.example:*", "b.example")
     assert (settings.allowed_origins, settings.shutdown_grace) == (("https://a.example",), 5.0)
+    assert settings.workers == 3
     assert (settings.max_in_flight, settings.max_sessions) == (8, 3)
     assert {var.name for var in ENV_VARS} == set(env)  # every variable is exercised here
 

@@ -64,6 +64,9 @@ def test_container_flags_and_probes_match_the_server() -> None:
     budget = next((float(env["value"]) for env in container["env"] if env["name"] == "RETAB_MCP_CALL_TIMEOUT"), None)
     assert grace >= (budget or Settings().call_timeout)
     assert Settings().shutdown_grace >= Settings().call_timeout
+    # One worker per pod: replicas are the scaling unit, each with its own CPU limit and probes.
+    workers = next((env["value"] for env in container["env"] if env["name"] == "RETAB_MCP_WORKERS"), "1")
+    assert (args.workers, workers) == (None, "1")
 
 
 def test_hardening_and_scale_out() -> None:

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,8 @@ from retab_mcp.sandbox import Fault, RunningSandbox, fingerprint
 
 SECRET_KEY = "rt_test_Zq8sK2vN5mW9xP4dL7hT"  # the sandbox accepts any rt_test_ key
 LEGACY = "2025-11-25"
+INITIALIZE = {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}
+CALL = {"edit_id": "edt_running01"}
 
 
 def server_env(**extra: str) -> dict[str, str]:
@@ -45,7 +48,8 @@ class StdioServer:
         self._messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self._next_id = 0
         self._stderr: list[bytes] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._stderr_reader.start()
 
@@ -61,9 +65,15 @@ class StdioServer:
                 self._messages.put(json.loads(line))
 
     def send(self, message: dict[str, Any]) -> None:
+        self.send_line(json.dumps(message).encode())
+
+    def send_line(self, line: bytes) -> None:
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        self.process.stdin.write(line + b"\n")
         self.process.stdin.flush()
+
+    def next_message(self, timeout: float = 15) -> dict[str, Any]:
+        return self._messages.get(timeout=timeout)
 
     def request(self, method: str, params: dict[str, Any] | None = None, timeout: float = 15) -> dict[str, Any]:
         self._next_id += 1
@@ -75,10 +85,7 @@ class StdioServer:
                 return message
 
     def initialize(self) -> dict[str, Any]:
-        reply = self.request(
-            "initialize",
-            {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}},
-        )
+        reply = self.request("initialize", INITIALIZE)
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         return reply
 
@@ -89,8 +96,13 @@ class StdioServer:
         assert self.process.stdin is not None
         self.process.stdin.close()  # end of input: the server exits on its own
         self.process.wait(timeout=15)
+        self._reader.join(timeout=5)
         self._stderr_reader.join(timeout=5)
         return b"".join(self._stderr).decode()
+
+    def answers(self) -> list[dict[str, Any]]:
+        """Every answer on stdout so far (once the process has exited: all it ever wrote)."""
+        return [json.loads(line) for line in self.stdout_lines if "method" not in json.loads(line)]
 
 
 @pytest.fixture
@@ -216,3 +228,140 @@ def test_the_sandbox_is_not_imported_when_not_used() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.fixture
+def server(sandbox: RunningSandbox) -> Iterator[StdioServer]:
+    running = StdioServer(env=server_env(RETAB_API_KEY=SECRET_KEY, RETAB_API_BASE_URL=sandbox.base_url))
+    yield running
+    if running.process.poll() is None:
+        running.process.kill()
+
+
+MALFORMED = [
+    (b"this is not json", -32700, None),
+    (b'{"jsonrpc": "2.0", "id": 7, "method": "tools/list"', -32700, None),  # cut short
+    (b'[{"jsonrpc": "2.0", "id": 8, "method": "tools/list"}]', -32600, None),  # a batch
+    (b'{"jsonrpc": "1.0", "id": 9, "method": "tools/list"}', -32600, 9),
+    (b'{"jsonrpc": "2.0", "id": "ten"}', -32600, "ten"),  # neither a request nor an answer
+    (b'{"jsonrpc": "2.0", "id": 11, "method": 5}', -32600, 11),
+    (b'{"jsonrpc": "2.0", "id": null, "method": "tools/list"}', -32600, None),
+    (b'{"jsonrpc": "2.0", "id": true, "method": "tools/list"}', -32600, None),
+    (b'"a string"', -32600, None),
+    (b"\xff\xfe not utf-8", -32700, None),
+]
+
+
+def test_each_malformed_line_is_answered_and_the_server_goes_on(server: StdioServer) -> None:
+    server.initialize()
+    for line, code, request_id in MALFORMED:
+        server.send_line(line)
+        answer = server.next_message()
+        assert (answer["jsonrpc"], answer["id"], answer["error"]["code"]) == ("2.0", request_id, code), line
+        assert answer["error"]["message"]
+    server.send_line(b"")  # a blank line is no message: skipped, unanswered
+    result = server.call("cancel_edit", {"edit_id": "edt_running01"})["result"]
+    assert result["structuredContent"]["status"] == "cancelled"
+    server.close()
+    assert server.process.returncode == 0
+    assert len(server.answers()) == 1 + len(MALFORMED) + 1  # initialize, each line, the call
+
+
+def test_end_of_input_with_calls_in_flight_answers_each_exactly_once(
+    server: StdioServer, sandbox: RunningSandbox
+) -> None:
+    """A client that writes its calls and closes stdin (a pipe, a script) still gets every answer,
+    the real one: the calls finish before the process exits."""
+    server.initialize()
+    sandbox.sandbox.add_fault(Fault(status=None, delay=1.0, match="/cancel", times=3))
+    ids = ["fbp_a1b2c3d4e5f6", "fbp_queued01", "fbp_running01"]
+    for index, blueprint_id in enumerate(ids, start=100):
+        server.send(
+            {
+                "jsonrpc": "2.0",
+                "id": index,
+                "method": "tools/call",
+                "params": {"name": "cancel_blueprint", "arguments": {"blueprint_id": blueprint_id}},
+            }
+        )
+    started = time.monotonic()
+    server.close()  # end of input while all three wait on the slow API
+    assert time.monotonic() - started >= 0.9
+    assert server.process.returncode == 0
+    answers = [answer for answer in server.answers() if answer["id"] != 1]
+    assert sorted(answer["id"] for answer in answers) == [100, 101, 102]
+    for answer in answers:
+        assert answer["result"]["structuredContent"]["status"] == "cancelled", answer
+    assert len(sandbox.sandbox.recorded()) == 3
+
+
+def test_progress_and_a_client_cancel_over_real_stdio(server: StdioServer, sandbox: RunningSandbox) -> None:
+    server.initialize()
+    call = {
+        "name": "get_edit",
+        "arguments": {"edit_id": "edt_running01", "wait_seconds": 20},
+        "_meta": {"progressToken": "wait-1"},
+    }
+    server.send({"jsonrpc": "2.0", "id": 50, "method": "tools/call", "params": call})
+    progress = [server.next_message(), server.next_message()]  # the first read, then the first poll
+    for report in progress:
+        assert report["method"] == "notifications/progress"
+        assert report["params"]["progressToken"] == "wait-1"
+        assert report["params"]["total"] == 20
+        assert report["params"]["message"] == "edit edt_running01: in_progress"
+    assert progress[1]["params"]["progress"] > progress[0]["params"]["progress"]
+    server.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 50}})
+    time.sleep(0.2)
+    count = len(sandbox.sandbox.recorded())
+    time.sleep(1.5)  # the next poll would have gone out by now
+    assert len(sandbox.sandbox.recorded()) == count
+    result = server.call("get_edit", {"edit_id": "edt_running01"})["result"]
+    assert result["structuredContent"]["ok"] is True
+    server.close()
+    assert server.process.returncode == 0
+    assert [answer["id"] for answer in server.answers()] == [1, 2]  # the cancelled call is never answered
+
+
+def test_stdin_and_stdout_may_be_regular_files(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    """Pipes are served by the event loop; a file (`< calls.jsonl > answers.jsonl`) by threads."""
+    requests = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "get_edit", "arguments": CALL}},
+    ]
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text("".join(json.dumps(request) + "\n" for request in requests) + "not json\n")
+    answers = tmp_path / "answers.jsonl"
+    env = server_env(RETAB_API_KEY=SECRET_KEY, RETAB_API_BASE_URL=sandbox.base_url)
+    with calls.open("rb") as stdin, answers.open("wb") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-m", "retab_mcp"], stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, timeout=60
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    by_id = {message["id"]: message for message in map(json.loads, answers.read_text().splitlines())}
+    assert by_id[1]["result"]["serverInfo"]["name"] == "retab-mcp"
+    assert by_id[2]["result"]["structuredContent"]["edit"]["id"] == "edt_running01"
+    assert by_id[None]["error"]["code"] == -32700
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_progress_over_real_stdio_in_both_eras(sandbox: RunningSandbox, mode: str) -> None:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "retab_mcp"],
+        env=server_env(RETAB_API_KEY=SECRET_KEY, RETAB_API_BASE_URL=sandbox.base_url),
+    )
+    reports: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reports.append((progress, total, message))
+
+    async with Client(params, mode=mode) as client:
+        arguments = {"edit_id": "edt_running01", "wait_seconds": 1.2}
+        result = await client.call_tool("get_edit", arguments, progress_callback=on_progress)
+    assert result.structured_content is not None
+    assert (result.structured_content["ok"], result.structured_content["terminal"]) == (True, False)
+    assert len(reports) >= 2
+    assert reports[0] == (0.0, 1.2, "edit edt_running01: in_progress")
+    assert [p for p, _, _ in reports] == sorted({p for p, _, _ in reports})

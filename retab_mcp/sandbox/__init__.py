@@ -21,10 +21,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import uvicorn
-
-from retab_mcp.sandbox.app import create_app
 from retab_mcp.sandbox.state import (
     FORBIDDEN_API_KEY,
     SANDBOX_API_KEY,
@@ -38,6 +36,9 @@ from retab_mcp.sandbox.state import (
     seeded_ids_by_status,
 )
 
+if TYPE_CHECKING:
+    import uvicorn
+
 __all__ = [
     "FORBIDDEN_API_KEY",
     "SANDBOX_API_KEY",
@@ -48,7 +49,6 @@ __all__ = [
     "RecordedRequest",
     "RunningSandbox",
     "Sandbox",
-    "create_app",
     "fingerprint",
     "seeded_ids_by_status",
     "serve",
@@ -63,6 +63,11 @@ class RunningSandbox:
 
 
 def _server(sandbox: Sandbox) -> uvicorn.Server:
+    # Imported here: `retab-mcp --help` lists the seeded runs (state.py) without the web stack.
+    import uvicorn
+
+    from retab_mcp.sandbox.app import create_app
+
     config = uvicorn.Config(
         create_app(sandbox),
         log_config=None,  # the process's own logging (stderr), never stdout
