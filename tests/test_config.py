@@ -95,6 +95,7 @@ BAD_VALUES = {
     "RETAB_MCP_HTTP_PATH": "/healthz",
     "RETAB_MCP_STATEFUL": "2",
     "RETAB_MCP_SHUTDOWN_GRACE": "-1",
+    "RETAB_MCP_WORKERS": "many",
 }
 FREE_TEXT = {
     "RETAB_API_KEY",
