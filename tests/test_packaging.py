@@ -45,10 +45,11 @@ TEST_ONLY = {
     "pydantic-ai-slim",
     "openai-agents",
 }
+# Every file of the package (code, py.typed, the output schemas it loads), and no bytecode.
 RUNTIME_CODE = sorted(
     path.relative_to(ROOT).as_posix()
     for path in (ROOT / "retab_mcp").rglob("*")
-    if path.is_file() and path.suffix in (".py", ".typed")
+    if path.is_file() and "__pycache__" not in path.parts
 )
 
 
