@@ -86,10 +86,14 @@ class Gate:
                 "This retab-mcp process is shutting down; nothing was sent to Retab.",
                 retry_after_seconds=RETRY_AFTER_SECONDS,
             )
-        acquired = False
-        with anyio.move_on_after(self._wait):
-            await self._slots.acquire()
+        try:
+            self._slots.acquire_nowait()  # the usual case, without arming a timer
             acquired = True
+        except anyio.WouldBlock:
+            acquired = False
+            with anyio.move_on_after(self._wait):
+                await self._slots.acquire()
+                acquired = True
         if not acquired:
             raise CallFailed(
                 ErrorCode.OVERLOADED,

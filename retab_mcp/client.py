@@ -112,6 +112,14 @@ SHARD_KEEPALIVE: Final = 4
 SHARD_CONNECTIONS: Final = 8
 
 
+def _default_transport() -> httpx.AsyncBaseTransport | None:
+    """The sharded pool; or httpx's own (None) where proxy variables are set, which only httpx's
+    own pool applies (HTTPS_PROXY, ALL_PROXY, NO_PROXY): a proxied network keeps working."""
+    import urllib.request  # httpx imports it too: already loaded by the time the pool is built
+
+    return None if urllib.request.getproxies() else sharded_transport()
+
+
 def sharded_transport() -> httpx.AsyncBaseTransport:
     # Defined here, not at module level: httpx is imported when the pool is built (see RetabClient).
     import httpx
@@ -185,7 +193,7 @@ class RetabClient:
                     headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
                     timeout=httpx.Timeout(self._settings.call_timeout),
                     follow_redirects=False,
-                    transport=self._transport or sharded_transport(),
+                    transport=self._transport or _default_transport(),
                 )
             except (OSError, ValueError) as exc:
                 # Built lazily, so a broken setup (an unreadable SSL_CERT_FILE, say) shows here, on

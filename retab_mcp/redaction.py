@@ -20,6 +20,8 @@ _KEY_SHAPES: Final = re.compile(
     r"(?i)(bearer\s+|api-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+"
     r"|\b(?:rt_(?:test|live)_|sk_retab_)[A-Za-z0-9_-]+"
 )
+# Each match of _KEY_SHAPES contains one of these (lower-cased): a cheap test before the pattern.
+_KEY_SHAPE_MARKERS: Final = ("bearer", "api-key", "rt_test_", "rt_live_", "sk_retab_")
 MASK: Final = "[redacted]"
 # The shortest run of a secret's characters that counts as a fragment of it.
 FRAGMENT_CHARS: Final = 8
@@ -31,17 +33,22 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
-        self._pattern = _fragments_pattern(self._secrets)
+        self._fragments, self._pattern = _fragments(self._secrets)
 
     def text(self, text: str) -> str:
-        if self._pattern is not None:
+        if self._pattern is not None and self._holds_fragment(text):
             text = self._mask_fragments(text)
-        text = _KEY_SHAPES.sub(lambda m: (m.group(1) or "") + MASK, text)
+        if _may_hold_key_shape(text):
+            text = _KEY_SHAPES.sub(lambda m: (m.group(1) or "") + MASK, text)
         return _REPEATED_MASKS.sub(MASK, text) if MASK in text else text
 
     def needed(self, text: str) -> bool:
-        """Whether `text` holds anything to mask (cheap: one scan of each pattern)."""
-        return bool((self._pattern is not None and self._pattern.search(text)) or _KEY_SHAPES.search(text))
+        """Whether `text` holds anything to mask. Cheap, as it runs on every result: substring
+        searches first (a regular expression of this shape costs ~0.1 ms on a 2 KB result)."""
+        return self._holds_fragment(text) or (_may_hold_key_shape(text) and bool(_KEY_SHAPES.search(text)))
+
+    def _holds_fragment(self, text: str) -> bool:
+        return any(fragment in text for fragment in self._fragments)
 
     def tree(self, value: Any) -> Any:
         """`value` (parsed JSON) with every string, keys included, masked."""
@@ -87,16 +94,20 @@ class Redactor:
 
 
 @functools.lru_cache(maxsize=256)
-def _fragments_pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One pattern matching any `FRAGMENT_CHARS`-long run of any of `secrets` (the whole of a
-    shorter one)."""
-    if not secrets:
-        return None
-    parts: list[str] = []
+def _fragments(secrets: tuple[str, ...]) -> tuple[tuple[str, ...], re.Pattern[str] | None]:
+    """Every `FRAGMENT_CHARS`-long run of any of `secrets` (the whole of a shorter one), and one
+    pattern matching any of them."""
+    runs: list[str] = []
     for secret in secrets:
         width = min(FRAGMENT_CHARS, len(secret))
-        parts += [re.escape(secret[i : i + width]) for i in range(len(secret) - width + 1)]
-    return re.compile("|".join(dict.fromkeys(parts)))
+        runs += [secret[i : i + width] for i in range(len(secret) - width + 1)]
+    unique = tuple(dict.fromkeys(runs))
+    return unique, re.compile("|".join(map(re.escape, unique))) if unique else None
+
+
+def _may_hold_key_shape(text: str) -> bool:
+    lowered = text.lower()
+    return any(marker in lowered for marker in _KEY_SHAPE_MARKERS)
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:

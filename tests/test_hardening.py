@@ -28,6 +28,7 @@ import pytest
 import uvicorn
 
 from retab_mcp import http
+from retab_mcp.client import RetabClient
 from retab_mcp.config import Settings
 from retab_mcp.sandbox import Fault, RunningSandbox
 from retab_mcp.server import RetabMCPServer
@@ -530,3 +531,14 @@ async def test_a_call_turned_away_is_an_envelope_the_sdk_client_validates(sandbo
     assert turned_away.structured_content["error"]["code"] == "overloaded"
     assert texts(turned_away)[0].startswith("get_edit failed: overloaded.")
     assert [r.path for r in sandbox.sandbox.recorded()] == ["/v1/edits/edt_running01"]
+
+
+async def test_a_proxy_set_in_the_environment_is_used(
+    hostile: HostileUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a corporate proxy (HTTP_PROXY, HTTPS_PROXY): the calls go through it."""
+    monkeypatch.setenv("HTTP_PROXY", hostile.base_url)  # it answers any request with a run
+    settings = Settings(api_key="rt_test_proxy", base_url="http://retab.invalid", call_timeout=5)
+    async with RetabClient(settings) as client:
+        reply = await client.request("GET", "/v1/edits/edt_ok", api_key="rt_test_proxy", verb="read", subject="edit")
+    assert reply.body["id"] == "edt_ok"
