@@ -4,7 +4,8 @@ What users get wrong when they copy an entry by hand, and what this does instead
 - Desktop apps start servers with a minimal PATH and no shell environment, so a bare `uv` or
   `python` fails ("spawn uv ENOENT"): the entry names the absolute path of what is running now,
   the Python of this installation, or `uvx` when this is itself a throwaway `uvx` environment
-  (uv's cache, which `uv cache clean` empties, so its Python must not be written down).
+  (uv's cache, which `uv cache clean` empties, so its Python must not be written down). A `uvx`
+  entry installs what is running now: from a Git URL or a path, `uvx --from` that same source.
 - The key never reaches the server when it is only in the shell: it goes in the entry's `env`,
   as a placeholder unless `--api-key-env` says to copy it (VS Code prompts for it instead).
 - Hand edits lose other servers or break the JSON: `--write` merges into the file, keeps every
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.metadata
 import json
 import os
 import shutil
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal
+from urllib.parse import unquote, urlparse
 
 SERVER_NAME: Final = "retab"
 KEY_VAR: Final = "RETAB_API_KEY"
@@ -96,7 +99,7 @@ def launch(launcher: Launcher = "auto", environ: Mapping[str, str] | None = None
     if launcher == "auto":
         launcher = "uvx" if _in_uv_cache(env) else "python"
     if launcher == "uvx":
-        return Launch(_uvx(env), (PACKAGE,))
+        return Launch(_uvx(env), uvx_args())
     # abspath, not resolve(): a venv's python is a symlink, and its target runs without the venv.
     return Launch(os.path.abspath(sys.executable), ("-m", "retab_mcp"))
 
@@ -113,6 +116,29 @@ def _uvx(env: Mapping[str, str]) -> str:
     if not found:
         raise SetupError("uvx was not found on PATH: install uv (https://docs.astral.sh/uv/) or use --launcher python.")
     return os.path.abspath(found)
+
+
+def uvx_args(direct_url: str | None = None) -> tuple[str, ...]:
+    """uvx's arguments that run this same retab-mcp: the package from the index, or `--from` the
+    Git URL or path it was installed from (PEP 610's direct_url.json), which the index may not have."""
+    if direct_url is None:
+        try:
+            direct_url = importlib.metadata.distribution(PACKAGE).read_text("direct_url.json")
+        except importlib.metadata.PackageNotFoundError:
+            direct_url = None
+    if not direct_url:
+        return (PACKAGE,)
+    origin = json.loads(direct_url)
+    url: str = origin["url"]
+    vcs = origin.get("vcs_info") or {}
+    if vcs.get("vcs") == "git":
+        revision = vcs.get("requested_revision")
+        source = f"git+{url}@{revision}" if revision else f"git+{url}"
+    elif url.startswith("file://"):
+        source = unquote(urlparse(url).path)
+    else:
+        source = url
+    return ("--from", source, PACKAGE)
 
 
 def _in_uv_cache(env: Mapping[str, str]) -> bool:

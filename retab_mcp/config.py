@@ -200,7 +200,7 @@ def normalize_base_url(url: str) -> str:
 def parse_log_level(value: str) -> LogLevel:
     level = value.strip().upper()
     if level not in LOG_LEVELS:
-        raise ConfigError(f"log level must be one of {', '.join(LOG_LEVELS)} (got {value!r})")
+        raise ConfigError(f"RETAB_MCP_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} (got {value!r})")
     return level
 
 

@@ -41,11 +41,12 @@ class CheckInfo:
 
 
 FIX_PYTHON: Final = (
-    "Run retab-mcp with a supported Python: `uvx retab-mcp` picks one by itself, or "
+    "Run retab-mcp with a supported Python: `uv run` (in a clone) and `uvx` pick one by themselves, or "
     "`uv python install 3.12` and reinstall retab-mcp with it."
 )
 FIX_MCP: Final = (
-    "Reinstall retab-mcp so its dependencies match: `uv tool upgrade retab-mcp` or `uvx --refresh retab-mcp`."
+    "Reinstall retab-mcp so its dependencies match: `uv sync --no-default-groups` in a clone, or add "
+    "`--refresh` to the `uvx` command that starts it."
 )
 FIX_SETTINGS: Final = "Correct the variable named above in the server's `env`, or remove it to use its default."
 FIX_KEY_MISSING: Final = (

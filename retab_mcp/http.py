@@ -31,6 +31,7 @@ import hmac
 import json
 import signal
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from typing import Final
@@ -45,6 +46,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from retab_mcp import __version__
 from retab_mcp.config import Settings
 from retab_mcp.endpoints import Endpoint
 from retab_mcp.errors import CallFailed, ErrorCode
@@ -180,17 +182,23 @@ class Front:
         if presented is None:
             return _unauthorized("missing_token", "Send this server's auth token as `Authorization: Bearer <token>`.")
         if not hmac.compare_digest(presented.encode(), self.token):
-            return _unauthorized("invalid_token", "The auth token is not valid for this server.")
+            # 403 without a challenge: MCP clients answer a 401 by starting OAuth, which this server
+            # does not offer, so the user would read about OAuth instead of a wrong token.
+            return _refused(
+                403,
+                "invalid_token",
+                "The auth token is not valid for this server: send the value of its RETAB_MCP_AUTH_TOKEN.",
+            )
         return None
 
 
 def _unauthorized(error: str, message: str) -> Response:
-    return Response(
-        json.dumps({"error": error, "message": message}),
-        status_code=401,
-        media_type="application/json",
-        headers={"WWW-Authenticate": f'Bearer realm="retab-mcp", error="{error}"'},
-    )
+    return _refused(401, error, message, {"WWW-Authenticate": f'Bearer realm="retab-mcp", error="{error}"'})
+
+
+def _refused(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps({"error": error, "message": message})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 async def _read_body(receive: Receive) -> tuple[list[Message], bytes | None]:
@@ -305,9 +313,18 @@ class _DrainingServer(uvicorn.Server):
       signal (exit 143). Orchestrators ask for a stop with SIGTERM and expect a clean exit.
     """
 
-    def __init__(self, config: uvicorn.Config, server: RetabMCPServer) -> None:
+    def __init__(self, config: uvicorn.Config, server: RetabMCPServer, settings: Settings) -> None:
         super().__init__(config)
         self._mcp = server
+        self.settings = settings
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # Listening: say where, and whose key it spends, at every log level. A worker of --workers
+        # (given its socket) leaves that to the parent, which says it once for all of them.
+        if self.started and sockets is None:
+            ports = [s.getsockname()[1] for server in self.servers for s in server.sockets]
+            print(start_line(self.settings, ports[0] if ports else self.settings.port), file=sys.stderr, flush=True)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -322,6 +339,23 @@ class _DrainingServer(uvicorn.Server):
         if self._mcp.state is not None:
             self._mcp.state.gate.drain(self.config.timeout_graceful_shutdown or 0)
         await super().shutdown(sockets)
+
+
+def start_line(settings: Settings, port: int) -> str:
+    """What an operator needs to know once the server listens: where, which mode, whose key."""
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    mode = "stateful: sessions and SSE streams" if settings.stateful else "stateless: JSON responses"
+    if settings.sandbox:
+        key = "the embedded Retab sandbox's (no real key is used)"
+    elif not settings.uses_server_key:
+        key = f"each caller's own, sent with every request; Retab API at {settings.base_url}"
+    elif settings.auth_token:
+        key = f"the server's, for callers presenting RETAB_MCP_AUTH_TOKEN; Retab API at {settings.base_url}"
+    else:
+        key = (
+            f"the server's, for any caller on this machine (no RETAB_MCP_AUTH_TOKEN); Retab API at {settings.base_url}"
+        )
+    return f"retab-mcp {__version__}: MCP at http://{host}:{port}{settings.http_path} ({mode}). Retab key: {key}."
 
 
 def uvicorn_config(server: RetabMCPServer, settings: Settings) -> uvicorn.Config:
@@ -341,4 +375,4 @@ def uvicorn_config(server: RetabMCPServer, settings: Settings) -> uvicorn.Config
 
 def serve(server: RetabMCPServer, settings: Settings, sock: socket.socket | None = None) -> None:
     """Serve until SIGTERM; on `sock` when given (a worker of --workers), else on host and port."""
-    _DrainingServer(uvicorn_config(server, settings), server).run(sockets=[sock] if sock else None)
+    _DrainingServer(uvicorn_config(server, settings), server, settings).run(sockets=[sock] if sock else None)

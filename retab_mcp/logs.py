@@ -10,8 +10,14 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
+from typing import Final
 
 from retab_mcp.redaction import Redactor
+
+# Libraries that write a line for every request at INFO ("HTTP Request: POST ...", "Terminating
+# session: None" after each stateless HTTP request): at INFO the log is one line per tool call
+# (server.call_log), so theirs show from DEBUG on.
+PER_REQUEST_LOGGERS: Final = ("httpx", "mcp.server.streamable_http", "mcp.server.lowlevel.server")
 
 
 class RedactingFormatter(logging.Formatter):
@@ -32,3 +38,6 @@ def configure(level: str, secrets: Iterable[str | None] = ()) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    quiet = logging.NOTSET if level == "DEBUG" else max(logging.WARNING, logging.getLevelName(level))
+    for name in PER_REQUEST_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)

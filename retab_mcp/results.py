@@ -272,7 +272,9 @@ def failed(endpoint: Endpoint, run_id: str, failure: CallFailed) -> CallToolResu
             noun: None,
         }
     envelope = result_model(endpoint)(ok=False, note=None, error=error, **fields).model_dump(mode="json")
-    summary = f"{endpoint.tool} failed: {failure.code}. {failure.message} Next: {error.hint}"
+    # Retab's own detail may end the message without a full stop; the hint is a sentence of its own.
+    message = failure.message if failure.message.endswith((".", "!", "?")) else failure.message + "."
+    summary = f"{endpoint.tool} failed: {failure.code}. {message} Next: {error.hint}"
     return _render(envelope, _to_json(envelope), summary)
 
 

@@ -44,6 +44,9 @@ def serve(server: RetabMCPServer, settings: Settings) -> int:
     with _bound(family, address) as reserved:
         address = reserved.getsockname()
         children = [_fork_worker(server, settings, family, address, reserved) for _ in range(settings.workers)]
+        from retab_mcp.http import start_line  # the workers say nothing themselves: one line, here
+
+        print(f"{start_line(settings, address[1])} Workers: {settings.workers}.", file=sys.stderr, flush=True)
         return _supervise(children)
 
 

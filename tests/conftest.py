@@ -4,6 +4,9 @@ tool's published outputSchema."""
 
 from __future__ import annotations
 
+import functools
+import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -15,6 +18,11 @@ from mcp.types import CallToolResult, TextContent
 from retab_mcp.config import Settings
 from retab_mcp.sandbox import SANDBOX_API_KEY, RunningSandbox, serve_in_thread
 from retab_mcp.server import RetabMCPServer
+
+# The suite starts the server as a process dozens of times, as users start it: with bytecode.
+# Where PYTHONDONTWRITEBYTECODE is set, every one of those processes would compile the SDK's
+# modules again (~1.4 s of CPU per start instead of ~0.6 s); without it, the first writes them.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 ERAS = ["legacy", "auto"]  # 2025-11-25 (initialize handshake) and 2026-07-28 (sessionless)
 
@@ -60,6 +68,14 @@ class Agent:
 
 
 def validator_for(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    # Checking a schema against its metaschema costs ~25 ms and every test connects an Agent: check
+    # each distinct schema once per run.
+    return _checked_validator(json.dumps(schema, sort_keys=True))
+
+
+@functools.cache
+def _checked_validator(schema_json: str) -> jsonschema.protocols.Validator:
+    schema = json.loads(schema_json)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,3 +55,44 @@ def sandbox_process() -> Iterator[str]:
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+@functools.cache
+def npm_command(package: str, name: str) -> str:
+    """The absolute path of command `name` of the npm package `package` (`name@version`), the
+    same file `npx -y package` runs.
+
+    Resolved once per test process: every `npx` start spends ~0.6 s of CPU finding the package
+    before the command runs, and the suite runs these commands dozens of times. The first
+    resolution installs the package into npx's cache, under a lock, so parallel test processes
+    do not install it into the same place at once.
+    """
+    npx = shutil.which("npx")
+    assert npx is not None, "npx (Node.js) is not installed"
+    with _machine_lock("npx"):
+        done = subprocess.run(
+            [npx, "-y", "--package", package, "-c", f"command -v {name}"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert done.returncode == 0, f"npx could not install {package}: {done.stderr[-2000:]}"
+    path = done.stdout.strip().splitlines()[-1]
+    assert os.path.isabs(path), f"npx found no command {name} in {package}: {done.stdout!r}"
+    return path
+
+
+@contextmanager
+def _machine_lock(name: str) -> Iterator[None]:
+    """An exclusive lock shared by every process on this machine (POSIX; elsewhere none)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: tests run one process at a time there anyway
+        yield
+        return
+    with open(Path(tempfile.gettempdir()) / f"retab-mcp-tests-{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

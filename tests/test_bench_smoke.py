@@ -14,6 +14,8 @@ import pytest
 
 from bench import run
 
+pytestmark = pytest.mark.slow
+
 
 def test_quick_run_prints_the_tables_and_writes_the_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run.main(["--quick", "--out", str(tmp_path)]) == 0

@@ -22,9 +22,12 @@ from retab_mcp.server import RetabMCPServer
 from scripts import build_mcpb
 from tests.support import clean_env
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("npx") is None, reason="npx (Node.js) is not installed, so the mcpb tool cannot run"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("npx") is None, reason="npx (Node.js) is not installed, so the mcpb tool cannot run"
+    ),
+]
 
 
 RUN_ENVIRONMENT = {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "UV_LOCKED", "UV_FROZEN", "UV_NO_SYNC"}

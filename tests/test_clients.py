@@ -20,7 +20,7 @@ from retab_mcp.cli import main
 from retab_mcp.config import Settings
 from retab_mcp.sandbox import SANDBOX_API_KEY
 from retab_mcp.server import RetabMCPServer
-from tests.support import SERVER_COMMAND, clean_env
+from tests.support import ROOT, SERVER_COMMAND, clean_env
 
 OTHERS: dict[str, Any] = {
     "mcpServers": {
@@ -160,7 +160,8 @@ def test_every_client_gets_an_absolute_command(client: str, launcher: str, capsy
     entry = doc[clients.CLIENTS[client].servers_key]["retab"]
     assert Path(entry["command"]).is_absolute()
     assert os.access(entry["command"], os.X_OK)
-    assert entry["args"] == (["retab-mcp"] if launcher == "uvx" else ["-m", "retab_mcp"])
+    # uvx runs this same retab-mcp: here the checkout the tests run from (test below for the others).
+    assert entry["args"] == (["--from", str(ROOT), "retab-mcp"] if launcher == "uvx" else ["-m", "retab_mcp"])
 
 
 @pytest.mark.anyio
@@ -191,7 +192,7 @@ def test_auto_picks_uvx_only_inside_a_throwaway_uvx_environment(tmp_path: Path) 
     uv = write_script(tmp_path / "uv", f"echo {Path(sys.prefix).resolve().parent}")
     uvx = write_script(tmp_path / "uvx", "exit 0")
     inside = clients.launch("auto", {"UV": str(uv), "PATH": ""})
-    assert inside == clients.Launch(str(uvx), ("retab-mcp",))
+    assert inside == clients.Launch(str(uvx), clients.uvx_args())
 
     write_script(uv, f"echo {tmp_path / 'elsewhere'}")
     outside = clients.launch("auto", {"UV": str(uv), "PATH": ""})
@@ -213,3 +214,28 @@ def test_default_paths_follow_each_platform(tmp_path: Path) -> None:
     assert clients.default_path(clients.CLIENTS["vscode"], "linux", home, {"XDG_CONFIG_HOME": str(home / "x")}) == (
         home / "x/Code/User/mcp.json"
     )
+
+
+@pytest.mark.parametrize(
+    ("direct_url", "args"),
+    [
+        (None, ["retab-mcp"]),  # from the package index
+        (
+            '{"url": "https://github.com/retab-mcp/retab-mcp", "vcs_info": {"vcs": "git", "commit_id": "f08a27b"}}',
+            ["--from", "git+https://github.com/retab-mcp/retab-mcp", "retab-mcp"],
+        ),
+        (
+            '{"url": "https://github.com/retab-mcp/retab-mcp", '
+            '"vcs_info": {"vcs": "git", "requested_revision": "v0.1.0", "commit_id": "f08a27b"}}',
+            ["--from", "git+https://github.com/retab-mcp/retab-mcp@v0.1.0", "retab-mcp"],
+        ),
+        ('{"url": "file:///home/me/retab%20mcp", "dir_info": {}}', ["--from", "/home/me/retab mcp", "retab-mcp"]),
+        (
+            '{"url": "file:///tmp/retab_mcp-0.1.0-py3-none-any.whl", "archive_info": {}}',
+            ["--from", "/tmp/retab_mcp-0.1.0-py3-none-any.whl", "retab-mcp"],
+        ),
+    ],
+    ids=["index", "git", "git-tag", "directory", "wheel"],
+)
+def test_a_uvx_entry_installs_from_where_this_came_from(direct_url: str | None, args: list[str]) -> None:
+    assert list(clients.uvx_args(direct_url or "")) == args

@@ -80,6 +80,56 @@ def test_bad_numbers_name_the_variable(name: str, value: str) -> None:
         Settings.from_env({name: value})
 
 
+# A value of each variable that is not one, and the variables that take any text.
+BAD_VALUES = {
+    "RETAB_API_BASE_URL": "api.retab.com",
+    "RETAB_MCP_CALL_TIMEOUT": "soon",
+    "RETAB_MCP_MAX_ATTEMPTS": "11",
+    "RETAB_MCP_MAX_IN_FLIGHT": "0",
+    "RETAB_MCP_MAX_SESSIONS": "lots",
+    "RETAB_MCP_LOG_LEVEL": "verbose",
+    "RETAB_MCP_READ_ONLY": "maybe",
+    "RETAB_MCP_SANDBOX": "sometimes",
+    "RETAB_MCP_TRANSPORT": "websocket",
+    "RETAB_MCP_PORT": "eighty",
+    "RETAB_MCP_HTTP_PATH": "/healthz",
+    "RETAB_MCP_STATEFUL": "2",
+    "RETAB_MCP_SHUTDOWN_GRACE": "-1",
+    "RETAB_MCP_WORKERS": "many",
+}
+FREE_TEXT = {
+    "RETAB_API_KEY",
+    "RETAB_MCP_TOOLS",  # checked against the served tools when the server starts (test below)
+    "RETAB_MCP_HOST",
+    "RETAB_MCP_AUTH_TOKEN",
+    "RETAB_MCP_ALLOWED_HOSTS",
+    "RETAB_MCP_ALLOWED_ORIGINS",
+}
+
+
+def test_every_variable_is_either_parsed_or_free_text() -> None:
+    assert set(BAD_VALUES) | FREE_TEXT == {var.name for var in ENV_VARS}
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_VALUES.items())
+def test_a_bad_value_names_its_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({name: value})
+    assert str(raised.value).startswith(f"{name} must "), raised.value
+    assert repr(value) in str(raised.value)
+
+
+def test_a_bad_log_level_stops_start_up_naming_the_variable() -> None:
+    done = subprocess.run(
+        SERVER_COMMAND, env=clean_env(RETAB_MCP_LOG_LEVEL="verbose"), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip() == (
+        "retab-mcp: RETAB_MCP_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL (got 'verbose')"
+    )
+
+
 def test_the_key_is_not_in_the_settings_repr() -> None:
     assert "rt_live_abc" not in repr(Settings(api_key="rt_live_abc"))
 

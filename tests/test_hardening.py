@@ -36,7 +36,7 @@ from tests.conftest import Agent, connect, texts, validator_for
 from tests.support import clean_env
 from tests.test_http import KEY_A, LEGACY_HEADERS, free_port, http_server, jsonrpc, mcp_client
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 # A key of no known shape, so that only the server's knowledge of it can keep it out.
 PLAIN_KEY = "Zq9xLmP4vB7nK2sD8fH1wQ"

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import npm_command
+
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 SERVER = [sys.executable, "-m", "retab_mcp", "--sandbox"]
 
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.skipif(shutil.which("npx") is None, reason="npx (Node.j
 def inspector(*args: str, target: Sequence[str] = SERVER) -> tuple[int, dict[str, Any], str]:
     """Runs the Inspector CLI against `target` (a server command, or a URL and its transport)."""
     done = subprocess.run(
-        ["npx", "-y", INSPECTOR, "--cli", *target, *args, "--format", "json"],
+        [npm_command(INSPECTOR, "mcp-inspector"), "--cli", *target, *args, "--format", "json"],
         capture_output=True,
         text=True,
         timeout=180,

@@ -281,7 +281,9 @@ async def test_a_wait_on_a_finished_run_sends_one_request(fast_agent: Agent, fas
 async def test_waiting_for_the_output_reads_it_once_after_the_run_stops(
     fast_agent: Agent, fast_sandbox: RunningSandbox
 ) -> None:
-    fast_sandbox.sandbox.advance(3600 - 10)  # the running edits complete 10 s (1 s real) from now
+    # The running edits complete 20 s (2 s real) from now: after the first read even when a busy
+    # machine delays it by a second, and before the poll at 3.5 s.
+    fast_sandbox.sandbox.advance(3600 - 20)
     _, envelope = await fast_agent.call(
         "get_edit", {"edit_id": "edt_running01", "include_output": True, "wait_seconds": 4}
     )

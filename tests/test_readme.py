@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from retab_mcp.config import ENV_VARS
@@ -27,3 +28,33 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_one() -> None:
     assert len(commands) == 2
     assert "--sandbox" in commands[0]
     assert commands[1] in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_commands_of_the_unpublished_package_are_marked_as_such() -> None:
+    """`uvx retab-mcp` asks PyPI for the package, which answers only once it is published: every
+    paragraph or code block that runs it says so, in itself or in the paragraph just before."""
+    for doc in (ROOT / "README.md", ROOT / "docs" / "clients.md"):
+        blocks = paragraphs(doc.read_text())
+        for before, block in zip(["", *blocks], blocks, strict=False):
+            if re.search(r"uvx\)?\"? retab-mcp|uvx\", \"?args\"?[:=] ?\[\"retab-mcp\"\]", block):
+                assert re.search(r"once (it is |the package is )?published", before + block, re.IGNORECASE), (
+                    doc.name,
+                    block,
+                )
+
+
+def paragraphs(text: str) -> list[str]:
+    """The text's paragraphs, separated by blank lines; a fenced code block is one, blank lines and all."""
+    blocks: list[str] = []
+    current: list[str] = []
+    fenced = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        if not line.strip() and not fenced:
+            if current:
+                blocks.append("\n".join(current))
+            current = []
+        else:
+            current.append(line)
+    return [*blocks, "\n".join(current)] if current else blocks

@@ -111,14 +111,15 @@ def serve_in_thread(sandbox: Sandbox | None = None, host: str = "127.0.0.1", por
 def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve the sandbox in the foreground until interrupted (`retab-mcp sandbox`)."""
     with serve_in_thread(host=host, port=port) as running:
-        # The URL on stdout (this is not the MCP server), so scripts can read the port.
-        print(running.base_url, flush=True)
         print(
             f"Retab sandbox at {running.base_url} (key {SANDBOX_API_KEY}); Ctrl-C to stop.",
             file=sys.stderr,
             flush=True,
         )
         print(_seeded_banner(), file=sys.stderr, flush=True)
+        # The URL on stdout (this is not the MCP server), so scripts can read the port; last, so a
+        # script that reads it and stops the sandbox at once still leaves the banner whole.
+        print(running.base_url, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
 
