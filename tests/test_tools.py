@@ -165,6 +165,21 @@ async def test_a_default_result_stays_under_64kib_whatever_the_api_sends(
         assert envelope["blueprint"]["intent"].startswith("xxx")
 
 
+async def test_a_page_of_runs_too_large_to_return_drops_runs_from_its_end(
+    agent: Agent, sandbox: RunningSandbox
+) -> None:
+    item = {"status": "in_progress", "created_at": "2026-12-01T00:00:00Z", "file": {**FILE, "filename": "f" * 300}}
+    page = {"data": [{**item, "id": f"edt_{n:03d}" + "x" * 150} for n in range(100)], "list_metadata": {"after": "c"}}
+    sandbox.sandbox.add_fault(Fault(status=200, body=json.dumps(page)))
+    result, envelope = await agent.call("list_edits", {"limit": 100})
+    assert result_size(result) < RESULT_LIMIT
+    assert envelope["truncated"] is True
+    assert 0 < len(envelope["edits"]) < 100
+    assert envelope["edits"][0]["id"].startswith("edt_000")  # the newest kept, in order
+    assert envelope["next_after"] is None  # a cursor past the runs left out would skip them
+    assert "smaller limit" in envelope["note"]
+
+
 async def test_a_reply_too_complex_to_be_a_run_is_refused_unparsed(agent: Agent, sandbox: RunningSandbox) -> None:
     body = {"id": "edt_x", "status": "cancelled", "file": {**FILE, "pages": [{}] * 200_000}}
     sandbox.sandbox.add_fault(Fault(status=200, body=json.dumps(body)))
