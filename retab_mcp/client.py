@@ -30,7 +30,7 @@ import anyio
 import pydantic_core
 
 from retab_mcp import __version__
-from retab_mcp.config import Settings
+from retab_mcp.config import Settings, display_url
 from retab_mcp.errors import RETRIED_STATUSES, CallFailed, ErrorCode, bounded_line, upstream_failure
 
 if TYPE_CHECKING:
@@ -293,7 +293,7 @@ class RetabClient:
             logger.info("%s %s failed: %s", method, path, type(exc).__name__)
             return CallFailed(
                 ErrorCode.NETWORK_ERROR,
-                f"Could not reach the Retab API at {self._settings.base_url} ({type(exc).__name__}).",
+                f"Could not reach the Retab API at {display_url(self._settings.base_url)} ({type(exc).__name__}).",
             )
 
         status = response.status_code

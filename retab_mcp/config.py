@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeVar, get_args
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_BASE_URL: Final = "https://api.retab.com"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -185,6 +186,15 @@ class Settings:
                 "--sandbox): each process would have its own. Run `retab-mcp sandbox` and point "
                 "RETAB_API_BASE_URL at it."
             )
+
+
+def display_url(url: str) -> str:
+    """`url` without any user:password part, for messages, results and logs (a base URL may carry
+    a proxy's or a gateway's credentials)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def normalize_base_url(url: str) -> str:

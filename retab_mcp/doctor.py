@@ -19,11 +19,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from retab_mcp import __version__
 from retab_mcp.clients import KEY_PLACEHOLDER, KEY_VAR
-from retab_mcp.config import DEFAULT_BASE_URL, ENV_VARS, ConfigError, Settings
+from retab_mcp.config import DEFAULT_BASE_URL, ENV_VARS, ConfigError, Settings, display_url
 
 Status = Literal["ok", "warn", "FAIL", "skip"]
 KEY_PREFIXES: Final = ("rt_live_", "rt_test_", "sk_retab_")  # sk_retab_ is the legacy form
@@ -205,8 +204,8 @@ def _describe_settings(settings: Settings, env: Mapping[str, str]) -> str:
             continue  # its own check
         value = env.get(var.name, "").strip()
         if value:
-            parts.append(f"{var.name}=" + ("(set)" if var.secret else _safe_url(value)))
-    where = f"Retab at {_safe_url(settings.base_url)}"
+            parts.append(f"{var.name}=" + ("(set)" if var.secret else display_url(value)))
+    where = f"Retab at {display_url(settings.base_url)}"
     return where + ("; " + ", ".join(parts) if parts else "; every other setting at its default")
 
 
@@ -238,12 +237,14 @@ def _reachable(base_url: str) -> Result:
             response = client.get(base_url + "/")
     except httpx.ConnectError as exc:
         fix = FIX_TLS if "ssl" in str(exc).lower() or "certificate" in str(exc).lower() else FIX_UNREACHABLE
-        return Result("reachable", "FAIL", f"cannot connect to {_safe_url(base_url)}: {_reason(exc)}", fix)
+        return Result("reachable", "FAIL", f"cannot connect to {display_url(base_url)}: {_reason(exc)}", fix)
     except httpx.HTTPError as exc:
-        return Result("reachable", "FAIL", f"no answer from {_safe_url(base_url)}: {_reason(exc)}", FIX_UNREACHABLE)
+        return Result("reachable", "FAIL", f"no answer from {display_url(base_url)}: {_reason(exc)}", FIX_UNREACHABLE)
     elapsed = (time.monotonic() - started) * 1000
     # Any HTTP answer proves the network path; the read below proves the API and the key.
-    return Result("reachable", "ok", f"{_safe_url(base_url)} answered HTTP {response.status_code} in {elapsed:.0f} ms")
+    return Result(
+        "reachable", "ok", f"{display_url(base_url)} answered HTTP {response.status_code} in {elapsed:.0f} ms"
+    )
 
 
 def _authenticated_read(base_url: str, key: str) -> Result:
@@ -276,14 +277,6 @@ def _authenticated_read(base_url: str, key: str) -> Result:
 
 def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
-
-
-def _safe_url(url: str) -> str:
-    """`url` without any user:password part (anything else is returned as it is)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 # -- the command ---------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from retab_mcp import __version__
-from retab_mcp.config import Settings
+from retab_mcp.config import Settings, display_url
 from retab_mcp.endpoints import Endpoint
 from retab_mcp.errors import CallFailed, ErrorCode
 from retab_mcp.results import failed
@@ -345,16 +345,15 @@ def start_line(settings: Settings, port: int) -> str:
     """What an operator needs to know once the server listens: where, which mode, whose key."""
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     mode = "stateful: sessions and SSE streams" if settings.stateful else "stateless: JSON responses"
+    retab = display_url(settings.base_url)
     if settings.sandbox:
         key = "the embedded Retab sandbox's (no real key is used)"
     elif not settings.uses_server_key:
-        key = f"each caller's own, sent with every request; Retab API at {settings.base_url}"
+        key = f"each caller's own, sent with every request; Retab API at {retab}"
     elif settings.auth_token:
-        key = f"the server's, for callers presenting RETAB_MCP_AUTH_TOKEN; Retab API at {settings.base_url}"
+        key = f"the server's, for callers presenting RETAB_MCP_AUTH_TOKEN; Retab API at {retab}"
     else:
-        key = (
-            f"the server's, for any caller on this machine (no RETAB_MCP_AUTH_TOKEN); Retab API at {settings.base_url}"
-        )
+        key = f"the server's, for any caller on this machine (no RETAB_MCP_AUTH_TOKEN); Retab API at {retab}"
     return f"retab-mcp {__version__}: MCP at http://{host}:{port}{settings.http_path} ({mode}). Retab key: {key}."
 
 

@@ -4,6 +4,7 @@ loopback. Every result is validated against the published outputSchema by the `a
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from dataclasses import replace
 from typing import Any
@@ -400,3 +401,15 @@ async def test_server_info_carries_the_packages_name_and_version(agent: Agent) -
     info = agent.client.server_info
     assert info is not None
     assert (info.name, info.version) == ("retab-mcp", __version__)
+
+
+async def test_credentials_in_the_base_url_reach_no_result() -> None:
+    with socket.socket() as probe:  # a port with nothing listening: the call fails to connect
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(api_key="rt_test_x", base_url=f"http://gateway:pw-0f1e2d3c@127.0.0.1:{port}", call_timeout=2)
+    async for agent in connect(RetabMCPServer(replace(settings, max_attempts=1)), "auto"):
+        result, envelope = await agent.call("get_edit", {"edit_id": "edt_1"})
+        assert envelope["error"]["code"] == "network_error"
+        assert f"http://127.0.0.1:{port}" in envelope["error"]["message"]
+        assert "pw-0f1e2d3c" not in json.dumps(envelope) + "".join(texts(result))
