@@ -198,14 +198,19 @@ def test_a_bad_setting_stops_the_server_with_a_message_naming_it(name: str, valu
     assert name in done.stderr.decode() or "log level" in done.stderr.decode()
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", ["legacy", "auto"])
-async def test_both_eras_over_real_stdio_with_the_sdk_client(sandbox: RunningSandbox, mode: str) -> None:
-    params = StdioServerParameters(
+def sdk_stdio_params(sandbox: RunningSandbox) -> StdioServerParameters:
+    """The server as the SDK's own stdio client starts it, against the sandbox."""
+    return StdioServerParameters(
         command=sys.executable,
         args=["-m", "retab_mcp"],
         env=server_env(RETAB_API_KEY=SECRET_KEY, RETAB_API_BASE_URL=sandbox.base_url),
     )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_both_eras_over_real_stdio_with_the_sdk_client(sandbox: RunningSandbox, mode: str) -> None:
+    params = sdk_stdio_params(sandbox)
     async with Client(params, mode=mode) as client:
         result = await client.call_tool("cancel_blueprint", {"blueprint_id": "fbp_queued01"})
     assert result.structured_content is not None
@@ -347,11 +352,7 @@ def test_stdin_and_stdout_may_be_regular_files(sandbox: RunningSandbox, tmp_path
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_progress_over_real_stdio_in_both_eras(sandbox: RunningSandbox, mode: str) -> None:
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "retab_mcp"],
-        env=server_env(RETAB_API_KEY=SECRET_KEY, RETAB_API_BASE_URL=sandbox.base_url),
-    )
+    params = sdk_stdio_params(sandbox)
     reports: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
