@@ -30,7 +30,7 @@ import anyio
 import pydantic_core
 
 from retab_mcp import __version__
-from retab_mcp.config import Settings, display_url
+from retab_mcp.config import KEY_PATTERN, KEY_RULE, Settings, display_url
 from retab_mcp.errors import RETRIED_STATUSES, CallFailed, ErrorCode, bounded_line, upstream_failure
 
 if TYPE_CHECKING:
@@ -226,6 +226,14 @@ class RetabClient:
         Returns a `Reply`, or raises `CallFailed`; `verb` and `subject` ("cancel", "edit 'edt_1'")
         word its message.
         """
+        # Checked here, next to where the key enters a header, whoever passed it (a tool call, the
+        # stateful session check): a caller's key with a control character or non-ASCII in it is
+        # never forwarded, nor lets the HTTP client fail on it. The server's is checked at start-up.
+        if not KEY_PATTERN.fullmatch(api_key):
+            raise CallFailed(
+                ErrorCode.UNAUTHORIZED,
+                f"The Retab API key sent with this request is malformed: a key is {KEY_RULE}. Nothing was sent.",
+            )
         if deadline is None:
             deadline = self.deadline()
         attempt = 0

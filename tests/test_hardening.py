@@ -118,7 +118,7 @@ async def test_a_malformed_caller_key_is_unauthorized_and_never_forwarded(
     with http_server(RETAB_API_BASE_URL=sandbox.base_url) as server:
         call = jsonrpc("tools/call", {"name": "get_edit", "arguments": {"edit_id": "edt_running01"}})
         async with httpx.AsyncClient() as raw:
-            headers = [(name.encode(), given.encode()) for name, given in {**LEGACY_HEADERS, header: value}.items()]
+            headers = raw_headers({**LEGACY_HEADERS, header: value})
             answer = await raw.post(server.mcp, json=call, headers=headers)
         server.stop()
     assert answer.status_code == 200, answer.text
@@ -230,6 +230,11 @@ def memory_kb(pid: int, field: str) -> int:
     """A VmRSS or VmHWM (peak RSS) figure of a process, in kB."""
     with open(f"/proc/{pid}/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+
+def raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """Headers as bytes (UTF-8): httpx refuses a str header value that is not ASCII."""
+    return [(name.encode(), value.encode()) for name, value in headers.items()]
 
 
 def tool_call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -471,12 +476,17 @@ async def test_a_made_up_key_opens_no_session_and_a_real_one_opens_one_checked_o
     with http_server("--stateful", RETAB_API_BASE_URL=sandbox.base_url) as server:
         async with httpx.AsyncClient() as raw:
             refused = await raw.post(server.mcp, json=INITIALIZE, headers={**LEGACY_HEADERS, "Api-Key": "made-up"})
+            # A control character: refused before any check with Retab, so never forwarded.
+            malformed = await raw.post(
+                server.mcp, json=INITIALIZE, headers=[(b"Api-Key", b"rt_test_a\tb"), *raw_headers(LEGACY_HEADERS)]
+            )
             opened = [
                 await raw.post(server.mcp, json=INITIALIZE, headers={**LEGACY_HEADERS, "Api-Key": KEY_A})
                 for _ in range(3)
             ]
-    assert refused.status_code == 401
-    assert refused.json()["error"] == "invalid_key"
+    for answer in (refused, malformed):
+        assert answer.status_code == 401
+        assert answer.json()["error"] == "invalid_key"
     assert "mcp-session-id" not in refused.headers
     assert all(answer.status_code == 200 and answer.headers["mcp-session-id"] for answer in opened)
     # One check per key: the made-up one, then KEY_A once for its three sessions.
