@@ -217,35 +217,40 @@ def listed(endpoint: Endpoint, body: object, *, status_filter: str | None) -> Ca
     metadata = body.get("list_metadata")
     after = metadata.get("after") if isinstance(metadata, dict) else None
     next_after = after if isinstance(after, str) and CURSOR.fullmatch(after) else None
+
+    def page(kept: list[RunSummary]) -> tuple[dict[str, Any], str]:
+        left_out = len(summaries) - len(kept)
+        if kept:
+            active = sum(1 for summary in kept if summary.terminal is False)
+            note = f"{len(kept)} {noun}s, newest first; {active} still going."
+        else:
+            note = f"No {noun}s" + (f" with status {status_filter}." if status_filter else ".")
+        if left_out:
+            note += (
+                f" {left_out} more {noun}s of this page were left out: the page was too large to return "
+                f"(see `truncated`); call {endpoint.tool} with a smaller limit to see them."
+            )
+        elif next_after:
+            note += f" More follow: call {endpoint.tool} with after={next_after!r}."
+        elif kept:
+            note += " This is the last page."
+        envelope = result_model(endpoint)(
+            ok=True,
+            next_after=None if left_out else next_after,
+            note=note,
+            truncated=bool(left_out),
+            error=None,
+            **{f"{noun}s": kept},
+        ).model_dump(mode="json")
+        return envelope, _to_json(envelope)
+
+    kept = summaries
+    envelope, text = page(kept)
     # Summaries are bounded field by field; a page of hostile ones is still bounded as a whole.
-    kept = len(summaries)
-    while kept and len(_to_json([summary.model_dump() for summary in summaries[:kept]])) > DEFAULT_JSON_BUDGET:
-        kept = kept * 3 // 4
-    left_out = len(summaries) - kept
-    summaries = summaries[:kept]
-    if summaries:
-        active = sum(1 for summary in summaries if summary.terminal is False)
-        note = f"{len(summaries)} {noun}s, newest first; {active} still going."
-    else:
-        note = f"No {noun}s" + (f" with status {status_filter}." if status_filter else ".")
-    if left_out:
-        note += (
-            f" {left_out} more {noun}s of this page were left out: the page was too large to return "
-            f"(see `truncated`); call {endpoint.tool} with a smaller limit to see them."
-        )
-    elif next_after:
-        note += f" More follow: call {endpoint.tool} with after={next_after!r}."
-    elif summaries:
-        note += " This is the last page."
-    envelope = result_model(endpoint)(
-        ok=True,
-        next_after=None if left_out else next_after,
-        note=note,
-        truncated=bool(left_out),
-        error=None,
-        **{f"{noun}s": summaries},
-    ).model_dump(mode="json")
-    return _render(envelope, _to_json(envelope), f"{endpoint.tool}: {note}")
+    while len(text) > DEFAULT_JSON_BUDGET and kept:
+        kept = kept[: len(kept) * 3 // 4]
+        envelope, text = page(kept)
+    return _render(envelope, text, f"{endpoint.tool}: {envelope['note']}")
 
 
 def failed(endpoint: Endpoint, run_id: str, failure: CallFailed) -> CallToolResult:
