@@ -50,7 +50,7 @@ KEY_PREFIXES: Final = ("rt_live_", "rt_test_", "sk_retab")
 _KEY_SHAPES: Final = re.compile(
     r"(?i)(bearer\s+|api-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+"
     # A prefix with a key's character after it: the bare prefix, as in "rt_live_...", is public.
-    r"|(?:rt_(?:test|live)_|sk_retab_?)[A-Za-z0-9]"
+    r"|(?:rt_(?:test|live)|sk_retab)_[A-Za-z0-9_-]"
 )
 # Each match of _KEY_SHAPES contains one of these (lower-cased): a cheap test before the pattern.
 _KEY_SHAPE_MARKERS: Final = ("bearer", "api-key", *KEY_PREFIXES)
