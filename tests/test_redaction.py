@@ -195,7 +195,9 @@ async def test_tool_ids_give_the_same_answer_whatever_the_guess(
 async def test_a_run_of_the_keys_characters_in_an_id_is_echoed_the_same_for_every_guess(
     key_settings: Settings,
 ) -> None:
-    sent = lambda guess: SLIDING + guess + "ZZ"  # noqa: E731
+    def sent(guess: str) -> str:
+        return SLIDING + guess + "ZZ"
+
     answers = await answers_to(key_settings, tool_asker("get_edit", "edit_id"), sent)
     assert_echo_is_plain(answers, sent)
     assert f"Retab has no edit '{sent(RIGHT)}'" in answers[RIGHT]
