@@ -24,7 +24,7 @@ from mcp.types import CallToolResult
 from retab_mcp.client import RetabClient, run_path
 from retab_mcp.config import Settings
 from retab_mcp.endpoints import Endpoint, RunKind
-from retab_mcp.errors import CallFailed, ErrorCode
+from retab_mcp.errors import CallFailed, ErrorCode, run_subject
 from retab_mcp.models import is_terminal
 from retab_mcp.results import Waited, listed, succeeded
 
@@ -102,7 +102,7 @@ async def perform(
     path = run_path(endpoint.path, run_id)
     params = None if endpoint.action == "cancel" else {"include_output": str(include_output).lower()}
     body = upstream.last_run = await upstream.send(
-        endpoint.method, path, params, verb=endpoint.action, subject=f"{kind.noun} {run_id!r}"
+        endpoint.method, path, params, verb=endpoint.action, subject=run_subject(kind.noun, run_id)
     )
     waited = None
     if wait_seconds > 0 and is_terminal(_status(body)) is False:
@@ -143,7 +143,7 @@ async def _read(
     """The run read again, or `last` with the failure recorded in `waited` when the read fails."""
     try:
         body = await upstream.send(
-            "GET", run_path(kind.path, run_id), params, verb="read", subject=f"{kind.noun} {run_id!r}"
+            "GET", run_path(kind.path, run_id), params, verb="read", subject=run_subject(kind.noun, run_id)
         )
     except CallFailed as failure:
         waited.interrupted_by = failure

@@ -31,7 +31,14 @@ import pydantic_core
 
 from retab_mcp import __version__
 from retab_mcp.config import KEY_PATTERN, KEY_RULE, Settings, display_url
-from retab_mcp.errors import RETRIED_STATUSES, CallFailed, ErrorCode, bounded_line, upstream_failure
+from retab_mcp.errors import (
+    RETRIED_STATUSES,
+    CallFailed,
+    ErrorCode,
+    bounded_line,
+    request_id_from,
+    upstream_failure,
+)
 
 if TYPE_CHECKING:
     # Imported where it is first used instead (see `RetabClient._pool`): off the start-up path.
@@ -64,10 +71,14 @@ def run_path(template: str, run_id: str) -> str:
     """`template` with `{id}` filled by `run_id` as exactly one path segment.
 
     The id is checked again here, next to where it enters the URL, whatever the caller checked:
-    the Retab SDK sends `../../x` unencoded, which reaches another endpoint.
+    the Retab SDK sends `../../x` unencoded, which reaches another endpoint. A malformed id is not
+    quoted back: it may be of any length, or a key.
     """
     if not RUN_ID.fullmatch(run_id):
-        raise CallFailed(ErrorCode.INVALID_ARGUMENT, f"{run_id!r} is not a valid Retab run id.")
+        raise CallFailed(
+            ErrorCode.INVALID_ARGUMENT,
+            "The id you sent is not a valid Retab run id: 1 to 128 characters from A-Z, a-z, 0-9, _ and -.",
+        )
     return template.format(id=quote(run_id, safe=""))
 
 
@@ -294,7 +305,7 @@ class RetabClient:
                 ErrorCode.INVALID_RESPONSE,
                 f"The Retab API sent a response {exc}.",
                 http_status=response.status_code,
-                request_id=response.headers.get("x-request-id"),
+                request_id=request_id_from(response.headers.get("x-request-id")),
             )
         except httpx.HTTPError as exc:
             # The exception's text can carry the URL; the type name says enough and leaks nothing.
@@ -305,7 +316,7 @@ class RetabClient:
             )
 
         status = response.status_code
-        request_id = response.headers.get("x-request-id")
+        request_id = request_id_from(response.headers.get("x-request-id"))
         logger.debug("%s %s -> %d in %.0f ms", method, path, status, (self.clock() - started) * 1000)
         if 200 <= status < 300:
             try:

@@ -2,7 +2,9 @@
 
 It runs with the same environment the server would get (run it from the client's `env`, or
 export the same variables), prints one line per check and a fix under each failure, and exits
-non-zero when a check fails. It never prints the key: only its kind and length.
+non-zero when a check fails. It never prints the key: only its kind and length. Its report is
+meant to be pasted into support requests, so every line is redacted as results are
+(redaction.py), and Retab's request id is shown only when it is short and plain.
 
 Every check and its fixes are listed in `CHECKS`, which the troubleshooting section of
 docs/clients.md is tested against.
@@ -17,12 +19,14 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from retab_mcp import __version__
 from retab_mcp.clients import KEY_PLACEHOLDER, KEY_VAR
 from retab_mcp.config import DEFAULT_BASE_URL, ENV_VARS, ConfigError, Settings, display_url
+from retab_mcp.errors import request_id_from
+from retab_mcp.redaction import Redactor
 
 Status = Literal["ok", "warn", "FAIL", "skip"]
 KEY_PREFIXES: Final = ("rt_live_", "rt_test_", "sk_retab_")  # sk_retab_ is the legacy form
@@ -96,6 +100,12 @@ class Result:
 def check_all(environ: Mapping[str, str] | None = None) -> Iterator[Result]:
     """Run every check in order; later checks are skipped when what they need failed."""
     env = os.environ if environ is None else environ
+    redactor = Redactor([env.get(KEY_VAR), env.get(KEY_VAR, "").strip(), env.get("RETAB_MCP_AUTH_TOKEN")])
+    for result in _checks(env):
+        yield replace(result, detail=redactor.text(result.detail))
+
+
+def _checks(env: Mapping[str, str]) -> Iterator[Result]:
     yield _python()
     yield _mcp()
     settings: Settings | None = None
@@ -260,7 +270,7 @@ def _authenticated_read(base_url: str, key: str) -> Result:
     except httpx.HTTPError as exc:
         return Result("auth", "FAIL", f"GET {READ_PATH} failed: {_reason(exc)}", FIX_UNREACHABLE)
     status = response.status_code
-    request_id = response.headers.get("x-request-id")
+    request_id = request_id_from(response.headers.get("x-request-id"))
     said = f"GET {READ_PATH} answered HTTP {status}" + (f" (request id {request_id})" if request_id else "")
     if 200 <= status < 300:
         return Result("auth", "ok", f"{said}: Retab accepted the key.")

@@ -24,7 +24,10 @@ layer turns it into the envelope's `error` object. The agent decides from the co
 
 Messages and hints are written here, by the server. Upstream text is untrusted (an HTML error
 page, a stack trace, or text that tries to instruct the model): only a parsed FastAPI `detail`
-is passed on, flattened to one line and bounded in length.
+is passed on, flattened to one line and bounded in length; an `x-request-id` only when it is
+short and plain (`request_id_from`). A caller's run id is quoted back only when it is one a
+caller could be shown without a second thought (`run_subject`): a valid id holding nothing
+shaped like a key. Everything built here is redacted before it leaves (redaction.py).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from enum import StrEnum
 from typing import Final
 
 from retab_mcp.endpoints import BLUEPRINT, EDIT, Endpoint, sibling_tool, tool_for
+from retab_mcp.redaction import may_hold_key_shape
 
 
 class ErrorCode(StrEnum):
@@ -73,6 +77,10 @@ RETRYABLE: Final = frozenset(
 RETRIED_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 
 MAX_DETAIL_CHARS: Final = 300
+# An `x-request-id` is echoed in results for support requests: never at any length or in any form.
+REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+# A run id that may be quoted back to the caller: the schema's id (client.RUN_ID_PATTERN).
+_QUOTABLE_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # An error body is a line or two of JSON; one far larger is not worth parsing for its `detail`.
 MAX_ERROR_BODY_BYTES: Final = 64 * 1024
 
@@ -192,6 +200,20 @@ def parse_detail(body: bytes | bytearray) -> str | None:
     else:
         return None
     return bounded_line(text) or None
+
+
+def request_id_from(value: str | None) -> str | None:
+    """An upstream `x-request-id` fit to echo (128 plain characters at most), else None."""
+    return value if value is not None and REQUEST_ID.fullmatch(value) else None
+
+
+def run_subject(noun: str, run_id: object) -> str:
+    """How a message names the run a caller asked for: "edit 'edt_1'", or "edit with the id you
+    sent" when that id is malformed or holds anything shaped like a key. The rule depends on the
+    id alone, never on a secret, so what comes back says nothing about the key."""
+    if isinstance(run_id, str) and _QUOTABLE_ID.fullmatch(run_id) and not may_hold_key_shape(run_id):
+        return f"{noun} {run_id!r}"
+    return f"{noun} with the id you sent"
 
 
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]+")

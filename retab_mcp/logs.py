@@ -2,7 +2,8 @@
 
 stdout is the MCP protocol channel, so every log line goes to stderr, at every level. Keys are
 masked in the formatted line itself, whichever library wrote it (httpx, httpcore, the SDK,
-uvicorn), by the same rule as tool results (redaction.py).
+uvicorn), by the rule of tool results plus one more, which no caller reads to learn from: a
+token holding any 8-character run of a secret is masked too (redaction.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ PER_REQUEST_LOGGERS: Final = ("httpx", "mcp.server.streamable_http", "mcp.server
 class RedactingFormatter(logging.Formatter):
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self._redactor = Redactor(secrets)
+        self._redactor = Redactor(secrets, fragments=True)
 
     def format(self, record: logging.LogRecord) -> str:
         return self._redactor.text(super().format(record))

@@ -34,7 +34,7 @@ from retab_mcp.client import RUN_ID
 from retab_mcp.endpoints import Endpoint, tool_for
 from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, hint_for
 from retab_mcp.models import STATUS_DESCRIPTION, KnownStatus, is_terminal
-from retab_mcp.redaction import Redactor
+from retab_mcp.redaction import Redactor, may_hold_key_shape
 
 # Where an edit's filled document is served on demand when it is too large to return inline.
 FILLED_DOCUMENT_URI: Final = "retab://edits/{edit_id}/filled_document"
@@ -286,17 +286,19 @@ def failed(endpoint: Endpoint, run_id: str, failure: CallFailed) -> CallToolResu
 def invalid_arguments(endpoint: Endpoint, exc: ValidationError | None, unknown: list[str]) -> CallFailed:
     """An `invalid_argument` failure in the server's words, naming each bad argument."""
     kind = endpoint.kind
-    problems = [f"`{bounded_line(name, 40)}` is not an argument of {endpoint.tool}." for name in unknown]
+    problems = [f"{_argument_name(name)} is not an argument of {endpoint.tool}." for name in unknown]
     for error in exc.errors() if exc else []:
         name = str(error["loc"][0]) if error["loc"] else "arguments"
         limit = (error.get("ctx") or {}).get("le")
         if error["type"] == "missing":
             problems.append(f"`{name}` is required.")
         elif name == kind.id_arg and endpoint.action != "list":
-            got = bounded_line(repr(error.get("input")), 60)
+            # Not quoted back: a malformed id may be of any length, or a key.
+            got = error.get("input")
+            sent = f"{len(got)} characters" if isinstance(got, str) else f"a JSON {_json_type(got)}"
             problems.append(
                 f"`{name}` must be a Retab {kind.noun} id: 1 to 128 characters from A-Z, a-z, 0-9, "
-                f"`_` and `-` (for example {kind.id_example}); got {got}."
+                f"`_` and `-` (for example {kind.id_example}); the id you sent is {sent}."
             )
         elif name == "include_output":
             problems.append("`include_output` must be true or false.")
@@ -305,6 +307,19 @@ def invalid_arguments(endpoint: Endpoint, exc: ValidationError | None, unknown: 
         else:
             problems.append(f"`{name}`: {bounded_line(error['msg'], 120)}")
     return CallFailed(ErrorCode.INVALID_ARGUMENT, " ".join(dict.fromkeys(problems)))
+
+
+_PLAIN_NAME: Final = re.compile(r"[A-Za-z0-9_]{1,40}")
+
+
+def _argument_name(name: str) -> str:
+    """An argument name the caller sent, quoted back only when it is a plain, short name."""
+    return f"`{name}`" if _PLAIN_NAME.fullmatch(name) and not may_hold_key_shape(name) else "An argument you sent"
+
+
+def _json_type(value: object) -> str:
+    names = {bool: "boolean", int: "number", float: "number", list: "array", dict: "object", type(None): "null"}
+    return names.get(type(value), "value")
 
 
 # What a stopped run's status means, after a cancel and after a read.

@@ -53,12 +53,12 @@ from mcp.types import INVALID_PARAMS, CallToolResult, InputRequiredResult, ToolA
 from pydantic import Field, ValidationError
 
 from retab_mcp import __version__
-from retab_mcp.actions import Upstream, max_wait_seconds, perform
+from retab_mcp.actions import Progress, Upstream, max_wait_seconds, perform
 from retab_mcp.admission import Gate, cut_short
 from retab_mcp.client import RUN_ID_PATTERN, RetabClient, run_path
 from retab_mcp.config import Settings
 from retab_mcp.endpoints import BY_TOOL, EDIT, ENDPOINTS, Endpoint, select
-from retab_mcp.errors import CallFailed, ErrorCode, hint_for
+from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, hint_for, run_subject
 from retab_mcp.models import KnownStatus
 from retab_mcp.redaction import Redactor
 from retab_mcp.results import (
@@ -234,8 +234,9 @@ async def call(
         secrets.append(api_key)
         async with state.gate.admitted(began) as slot:
             upstream = Upstream(state.client, api_key, deadline, idle=slot.idle)
+            progress = _redacting(ctx.report_progress, Redactor(secrets)) if ctx else _no_progress
             with slot.scope:
-                result = await perform(endpoint, arguments, upstream, ctx.report_progress if ctx else _no_progress)
+                result = await perform(endpoint, arguments, upstream, progress)
             if slot.scope.cancelled_caught:
                 result = _cut_short(endpoint, arguments, upstream, cut_short(slot), time.perf_counter() - started)
     except CallFailed as failure:
@@ -293,36 +294,43 @@ async def filled_document(edit_id: str, ctx: Context[AppState, Any]) -> bytes:
     """`retab://edits/{edit_id}/filled_document`: the edit read whole, its filled PDF decoded."""
     state: AppState = ctx.request_context.lifespan_context
     read = BY_TOOL["get_edit"]  # whose hints fit a failed read of an edit
+    # Every message below goes back to the caller: the id as run_subject allows, all of it redacted.
+    redactor = Redactor([state.settings.api_key, state.settings.auth_token, caller_key(ctx.headers)])
+    edit = run_subject("edit", edit_id)
     try:
         api_key = _api_key(state.settings, ctx.headers)
         upstream = Upstream(state.client, api_key, state.client.deadline())
         body = await upstream.send(
-            "GET",
-            run_path(EDIT.path, edit_id),
-            {"include_output": "true"},
-            verb="read",
-            subject=f"edit {edit_id!r}",
+            "GET", run_path(EDIT.path, edit_id), {"include_output": "true"}, verb="read", subject=edit
         )
     except CallFailed as failure:
-        redactor = Redactor([state.settings.api_key, state.settings.auth_token, caller_key(ctx.headers)])
         raise ResourceError(redactor.text(f"{failure.message} {hint_for(failure, read, edit_id)}")) from None
     output = body.get("output") if isinstance(body, dict) else None
     document = output.get("filled_document") if isinstance(output, dict) else None
     url = document.get("url") if isinstance(document, dict) else None
     if not isinstance(url, str) or not url.startswith("data:") or "," not in url:
-        status = body.get("status") if isinstance(body, dict) else None
-        raise ResourceError(f"Edit {edit_id!r} has no filled document to read (its status is {status!r}).")
+        status = bounded_line(repr(body.get("status") if isinstance(body, dict) else None), 66)
+        raise ResourceError(redactor.text(f"The {edit} has no filled document to read (its status is {status})."))
     header, _, payload = url.partition(",")
     if len(payload) * 3 // 4 > MAX_RESOURCE_BYTES:
-        raise ResourceError(f"The filled document of edit {edit_id!r} is over {MAX_RESOURCE_BYTES} bytes.")
+        raise ResourceError(redactor.text(f"The filled document of {edit} is over {MAX_RESOURCE_BYTES} bytes."))
     if not header.endswith(";base64"):
         return payload.encode()
     try:
         return base64.b64decode(payload, validate=True)
     except binascii.Error:
         raise ResourceError(
-            f"Retab sent the filled document of edit {edit_id!r} in a form that cannot be read."
+            redactor.text(f"Retab sent the filled document of {edit} in a form that cannot be read.")
         ) from None
+
+
+def _redacting(report: Progress, redactor: Redactor) -> Progress:
+    """`report` with each message bounded and redacted, as results are: it quotes Retab's status."""
+
+    async def redacted_report(progress: float, total: float | None, message: str | None) -> None:
+        await report(progress, total, redactor.text(bounded_line(message, 200)) if message else message)
+
+    return redacted_report
 
 
 async def _no_progress(progress: float, total: float | None, message: str | None) -> None:

@@ -7,6 +7,7 @@ bombs, bodies that arrive slowly) a small raw HTTP server of this module's own o
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import gzip
@@ -57,11 +58,14 @@ def everything_of(result: Any) -> str:
 
 # -- the key never reaches a result -------------------------------------------------------------
 
+# Whole secrets and exact encodings of them are masked; a run of a key's characters without its
+# prefix is not in results (masking it would tell a caller which of its guesses is part of the key:
+# redaction.py), only in logs.
 ECHOES = {
     "authorization-header": '{"detail": "Bad header: Authorization: Bearer %(key)s"}',
     "key-alone": '{"detail": {"code": "E", "message": "m", "details": {"error": "key %(key)s refused"}}}',
-    "a-fragment": '{"detail": "key starting %(head)s is not allowed"}',
-    "a-tail": '{"detail": [{"loc": ["header", "authorization"], "msg": "ends ...%(tail)s"}]}',
+    "base64": '{"detail": [{"loc": ["header", "authorization"], "msg": "got QmVhcmVy%(base64)s"}]}',
+    "reversed": '{"detail": "yek %(reversed)s"}',
 }
 
 
@@ -70,7 +74,8 @@ async def test_an_upstream_echo_of_the_servers_key_reaches_no_result(
     sandbox: RunningSandbox, echo: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = Settings(api_key=PLAIN_KEY, base_url=sandbox.base_url, call_timeout=5)
-    body = ECHOES[echo] % {"key": PLAIN_KEY, "head": PLAIN_KEY[:12], "tail": PLAIN_KEY[-10:]}
+    encoded = base64.b64encode(b"x" + PLAIN_KEY.encode()).decode()
+    body = ECHOES[echo] % {"key": PLAIN_KEY, "base64": encoded, "reversed": PLAIN_KEY[::-1]}
     sandbox.sandbox.add_fault(Fault(status=400, body=body))
     async for agent in connect(RetabMCPServer(settings), "auto"):
         result, envelope = await agent.call("cancel_edit", {"edit_id": "edt_running01"})
@@ -81,7 +86,7 @@ async def test_an_upstream_echo_of_the_servers_key_reaches_no_result(
 
 async def test_a_run_that_carries_the_key_reaches_no_result(sandbox: RunningSandbox) -> None:
     settings = Settings(api_key=PLAIN_KEY, base_url=sandbox.base_url, call_timeout=5)
-    run = {"id": "edt_x", "status": "cancelled", "instructions": f"use {PLAIN_KEY}", PLAIN_KEY[2:14]: "as a key"}
+    run = {"id": "edt_x", "status": "cancelled", "instructions": f"use {PLAIN_KEY}", PLAIN_KEY.encode().hex(): "k"}
     sandbox.sandbox.add_fault(Fault(status=200, body=json.dumps(run)))
     async for agent in connect(RetabMCPServer(settings), "legacy"):
         result, envelope = await agent.call("cancel_edit", {"edit_id": "edt_x"})
