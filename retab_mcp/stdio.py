@@ -9,8 +9,9 @@ loop (both protocol eras, `notifications/cancelled`, progress, the lifespan).
 
 What this transport adds, each a promise of the README:
 - A line that is not a JSON-RPC message (not JSON, a batch array, a wrong "jsonrpc", a request
-  without a method, an id that is not a string or an integer) is answered with -32700 or -32600
-  (id null when it cannot be read) instead of being dropped, and serving goes on.
+  without a method, an id that is not a string or an integer, JSON nested too deeply to parse)
+  is answered with -32700 or -32600 (id null when it cannot be read) instead of being dropped,
+  and serving goes on.
 - At end of input, the calls in flight finish (within the call budget) and each is answered
   before the process exits; one still going after `drain_seconds` is answered by the SDK's
   dispatcher with "Connection closed". Every request gets exactly one answer.
@@ -27,6 +28,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Final
@@ -377,6 +379,9 @@ def _malformed(line: bytes) -> tuple[int, str, RequestId | None]:
         raw = json.loads(line)
     except ValueError:
         return PARSE_ERROR, "Parse error: the line is not JSON.", None
+    except RecursionError:
+        # JSON, but nested beyond what the parser's recursion allows (about 1,000 levels).
+        return INVALID_REQUEST, "Invalid Request: the message is nested too deeply.", _leading_id(line)
     if isinstance(raw, list):
         return INVALID_REQUEST, "Invalid Request: batches are not supported; send one message per line.", None
     if not isinstance(raw, dict):
@@ -387,3 +392,23 @@ def _malformed(line: bytes) -> tuple[int, str, RequestId | None]:
     if not isinstance(raw.get("method"), str) and "result" not in raw and "error" not in raw:
         return INVALID_REQUEST, 'Invalid Request: a request needs a "method" string.', request_id
     return INVALID_REQUEST, "Invalid Request: not a request, notification or response of this protocol.", request_id
+
+
+# A JSON string, and a top-level member whose value is a string, number, true, false or null.
+_STRING: Final = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
+_SCALAR_MEMBER: Final = rb"\s*" + _STRING + rb"\s*:\s*(?:" + _STRING + rb"|[-+.\w]+)\s*,"
+_LEADING_ID: Final = re.compile(
+    rb"\s*\{(?:" + _SCALAR_MEMBER + rb')*?\s*"id"\s*:\s*(' + _STRING + rb"|-?[0-9]+)\s*[,}]"
+)
+
+
+def _leading_id(line: bytes) -> RequestId | None:
+    """The id of a message too deep to parse, when it comes among the scalar members that open
+    the object (where clients write it: before "params"); None when it cannot be told."""
+    match = _LEADING_ID.match(line)
+    if match is None:
+        return None
+    try:
+        return as_request_id(json.loads(match.group(1)))
+    except ValueError:
+        return None

@@ -366,3 +366,28 @@ async def test_progress_over_real_stdio_in_both_eras(sandbox: RunningSandbox, mo
     assert len(reports) >= 2
     assert reports[0] == (0.0, 1.2, "edit edt_running01: in_progress")
     assert [p for p, _, _ in reports] == sorted({p for p, _, _ in reports})
+
+
+def deep_call(request_id: int, depth: int) -> bytes:
+    """A ~2 KB tools/call line (at depth 1,000) whose edit_id is an array nested `depth` deep."""
+    nested = b"[" * depth + b"]" * depth
+    head = b'{"jsonrpc": "2.0", "id": %d, "method": "tools/call", "params": ' % request_id
+    return head + b'{"name": "get_edit", "arguments": {"edit_id": ' + nested + b"}}}"
+
+
+def test_a_deeply_nested_line_is_answered_and_the_server_goes_on(server: StdioServer) -> None:
+    """Past the parser's recursion: answered with -32600 and the id, never a dead process."""
+    server.initialize()
+    for request_id, depth in ((20, 1_000), (21, 100_000)):
+        server.send_line(deep_call(request_id, depth))
+        answer = server.next_message()
+        assert (answer["id"], answer["error"]["code"]) == (request_id, -32600)
+        assert "nested too deeply" in answer["error"]["message"]
+    # The id after the nesting cannot be read without parsing it: answered with id null.
+    server.send_line(b'{"params": ' + b"[" * 5_000 + b"]" * 5_000 + b', "jsonrpc": "2.0", "id": 22, "method": "x"}')
+    assert server.next_message()["id"] is None
+    result = server.call("get_edit", {"edit_id": "edt_running01"})["result"]
+    assert result["structuredContent"]["status"] == "in_progress"
+    stderr = server.close()
+    assert server.process.returncode == 0, stderr
+    assert "Traceback" not in stderr
