@@ -391,3 +391,24 @@ def test_a_deeply_nested_line_is_answered_and_the_server_goes_on(server: StdioSe
     stderr = server.close()
     assert server.process.returncode == 0, stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.anyio
+async def test_no_progress_follows_the_read_that_ends_a_wait(sandbox: RunningSandbox) -> None:
+    """One report per read that found the run still going, none for the read that found it done:
+    a report after that read reaches hosts that handle the answer first as an unknown token."""
+    reports: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reports.append(progress)
+        if len(reports) == 2:  # the run completes before the next poll
+            sandbox.sandbox.advance(7200)
+
+    async with Client(sdk_stdio_params(sandbox)) as client:
+        arguments = {"edit_id": "edt_running01", "wait_seconds": 10}
+        result = await client.call_tool("get_edit", arguments, progress_callback=on_progress)
+    assert result.structured_content is not None
+    assert (result.structured_content["status"], result.structured_content["terminal"]) == ("completed", True)
+    reads = [r for r in sandbox.sandbox.recorded() if r.path == "/v1/edits/edt_running01"]
+    assert len(reads) == 3  # the first read and a poll in progress, then the poll that saw it complete
+    assert len(reports) == 2
