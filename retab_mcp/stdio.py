@@ -15,6 +15,8 @@ What this transport adds, each a promise of the README:
 - At end of input, the calls in flight finish (within the call budget) and each is answered
   before the process exits; one still going after `drain_seconds` is answered by the SDK's
   dispatcher with "Connection closed". Every request gets exactly one answer.
+- SIGINT (how hosts stop a stdio server, and Ctrl-C) stops the process quietly, exit status 0:
+  the calls in flight are cancelled, as when the host goes away.
 - stdout carries protocol only: while serving, fd 1 points at stderr and fd 0 at /dev/null (as
   the SDK does), and the wire is served from private duplicates of both.
 - A stdin or stdout that is not a pipe, socket or terminal (a regular file: `< calls.jsonl`)
@@ -62,8 +64,13 @@ _CLOSE_SECONDS: Final = 5.0
 
 
 def run(server: MCPServer[Any], drain_seconds: float) -> None:
-    """Serve `server` over this process's stdin and stdout until end of input."""
-    anyio.run(serve, server, drain_seconds)
+    """Serve `server` over this process's stdin and stdout until end of input or SIGINT."""
+    try:
+        anyio.run(serve, server, drain_seconds)
+    except KeyboardInterrupt:
+        # Hosts stop their stdio servers with SIGINT, and so does Ctrl-C in a terminal: a normal
+        # stop, not a failure (the event loop has cancelled the calls in flight and closed up).
+        logger.info("interrupted (SIGINT): stopped")
 
 
 async def serve(server: MCPServer[Any], drain_seconds: float) -> None:

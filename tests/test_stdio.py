@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -95,6 +96,10 @@ class StdioServer:
     def close(self) -> str:
         assert self.process.stdin is not None
         self.process.stdin.close()  # end of input: the server exits on its own
+        return self.exited()
+
+    def exited(self) -> str:
+        """Once the process has exited (within 15 s): all it wrote on stderr."""
         self.process.wait(timeout=15)
         self._reader.join(timeout=5)
         self._stderr_reader.join(timeout=5)
@@ -412,3 +417,17 @@ async def test_no_progress_follows_the_read_that_ends_a_wait(sandbox: RunningSan
     reads = [r for r in sandbox.sandbox.recorded() if r.path == "/v1/edits/edt_running01"]
     assert len(reads) == 3  # the first read and a poll in progress, then the poll that saw it complete
     assert len(reports) == 2
+
+
+def test_sigint_stops_the_server_quietly(server: StdioServer) -> None:
+    """Hosts stop stdio servers with SIGINT: exit 0, at most one line on stderr, and the call in
+    flight still gets its one answer."""
+    server.initialize()
+    call = {"name": "get_edit", "arguments": {"edit_id": "edt_running01", "wait_seconds": 20}}
+    server.send({"jsonrpc": "2.0", "id": 30, "method": "tools/call", "params": call})
+    time.sleep(1.0)  # the call is waiting for the run to stop
+    server.process.send_signal(signal.SIGINT)
+    stderr = server.exited()
+    assert server.process.returncode == 0, stderr
+    assert len(stderr.splitlines()) <= 1, stderr
+    assert [answer["id"] for answer in server.answers()] == [1, 30]
