@@ -431,3 +431,62 @@ def test_sigint_stops_the_server_quietly(server: StdioServer) -> None:
     assert server.process.returncode == 0, stderr
     assert len(stderr.splitlines()) <= 1, stderr
     assert [answer["id"] for answer in server.answers()] == [1, 30]
+
+
+def vm_kib(pid: int, field: str) -> int:
+    """A memory figure of a live process from /proc (VmRSS, VmHWM), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for process {pid}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_client_that_stops_reading_does_not_swamp_the_server() -> None:
+    """5,000 tools/list (~47 KB of answer each) sent by a client that does not read stdout: the
+    server stops reading too, instead of holding every answer, and serves them all once read."""
+    count = 5_000
+    process = subprocess.Popen(
+        [sys.executable, "-m", "retab_mcp"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=server_env(RETAB_API_KEY=SECRET_KEY),
+    )
+    assert process.stdin is not None and process.stdout is not None
+    stdin, stdout = process.stdin, process.stdout
+    try:
+        stdin.write(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": INITIALIZE}).encode())
+        stdin.write(b'\n{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
+        stdin.flush()
+        assert json.loads(stdout.readline())["id"] == 0
+        # ~250 bytes each, 1.2 MB in all: more than the pipe and the server's read buffers hold.
+        request = b'{"jsonrpc": "2.0", "id": %d, "method": "tools/list", "params": {"_meta": {"pad": "%s"}}}\n'
+        requests = b"".join(request % (n, b"x" * 180) for n in range(1, count + 1))
+        # Blocks once the server stops reading: from a thread, so the test goes on.
+        writer = threading.Thread(target=lambda: (stdin.write(requests), stdin.flush()), daemon=True)
+        writer.start()
+        peak = 0
+        for _ in range(20):  # 4 s: unbounded, the server passed 300 MB within 2 s
+            time.sleep(0.2)
+            peak = max(peak, vm_kib(process.pid, "VmRSS"))
+        assert peak < 300 * 1024, f"{peak // 1024} MB"
+        assert writer.is_alive(), "the server read every request while its answers were not read"
+        answered = set()
+        deadline = time.monotonic() + 120
+        while len(answered) < count and time.monotonic() < deadline:
+            answer = json.loads(stdout.readline())
+            assert len(answer["result"]["tools"]) == 5
+            answered.add(answer["id"])
+        assert answered == set(range(1, count + 1))
+        writer.join(timeout=10)
+        stdin.write(b'{"jsonrpc": "2.0", "id": "last", "method": "ping"}\n')
+        stdin.flush()
+        assert json.loads(stdout.readline()) == {"jsonrpc": "2.0", "id": "last", "result": {}}
+        stdin.close()
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
