@@ -454,7 +454,8 @@ def test_a_client_that_stops_reading_does_not_swamp_the_server() -> None:
         stderr=subprocess.DEVNULL,
         env=server_env(RETAB_API_KEY=SECRET_KEY),
     )
-    assert process.stdin is not None and process.stdout is not None
+    assert process.stdin is not None
+    assert process.stdout is not None
     stdin, stdout = process.stdin, process.stdout
     try:
         stdin.write(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": INITIALIZE}).encode())
