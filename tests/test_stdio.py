@@ -474,7 +474,7 @@ def test_a_client_that_stops_reading_does_not_swamp_the_server() -> None:
             peak = max(peak, vm_kib(process.pid, "VmRSS"))
         assert peak < 300 * 1024, f"{peak // 1024} MB"
         assert writer.is_alive(), "the server read every request while its answers were not read"
-        answered = set()
+        answered: set[int] = set()
         deadline = time.monotonic() + 120
         while len(answered) < count and time.monotonic() < deadline:
             answer = json.loads(stdout.readline())
