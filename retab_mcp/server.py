@@ -20,7 +20,9 @@
 # - Honest annotations: cancels are destructive (hosts ask the user first); reads and the list
 #   are read-only (hosts may run them without asking), which is why every hint about a run's
 #   state points at a read tool.
-# - A file too large for a result (an edit's filled PDF) is a resource, read on demand.
+# - A file too large for a result (an edit's filled PDF) is a resource, read on demand: admitted
+#   like a call (by its own small gate, which drains with the calls'), served with the MIME type
+#   its data URL declares, and a base64 payload passed on as it came rather than decoded.
 # - One `RetabClient` (one httpx connection pool) per process, opened in the lifespan, which
 #   runs once per process on every transport. `--sandbox` starts the embedded Retab sandbox
 #   there too; its code is imported only then.
