@@ -9,6 +9,8 @@
   for the requests around the wait (`max_wait_seconds`).
 - A poll that fails after the run was seen does not turn a cancel that worked into an error:
   the answer is the last state seen, and its note says the wait ended early.
+- Progress (`notifications/progress`, when the call asked for it) follows each read that found
+  the run still going, never the read that found it stopped: the answer comes next instead.
 - When the client cancels the call (`notifications/cancelled`), the SDK cancels this task: the
   sleep or request in progress is interrupted, and nothing more is sent.
 """
@@ -128,7 +130,9 @@ async def wait_until_stopped(
         interval = min(interval * 2, POLL_CAP_SECONDS)
         body = await _read(kind, run_id, upstream, STATUS_ONLY, body, waited)
         waited.seconds = clock() - started
-        if waited.interrupted_by is not None:
+        if waited.interrupted_by is not None or is_terminal(_status(body)) is not False:
+            # The answer follows at once. A progress report sent now would reach hosts that
+            # handle the answer first (Claude Code) after its token is gone: a connection error.
             break
         await progress(
             round(min(waited.seconds, wait_seconds), 1), wait_seconds, f"{kind.noun} {run_id}: {_status(body)}"

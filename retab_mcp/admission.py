@@ -14,6 +14,10 @@ costs the parsing of its few hundred bytes, not the SDK's per-request session, s
 capacity the CPU still goes to the calls admitted. Elsewhere (stdio, `--stateful`) the tool
 call itself is admitted.
 
+Resource reads (an edit's filled document) are admitted too, by a companion gate with its own
+small cap (`Settings.max_resource_reads`): each holds tens of MB while it runs, so a few at once
+are what a pod's memory limit allows. The companion drains with the gate.
+
 Every admitted call runs inside a cancel scope: its hard stop. It fires at the call's budget (a
 backstop: the client already answers `timeout` in time) or, once the server drains at SIGTERM,
 shortly before the grace period ends, so that every call in flight answers with an envelope
@@ -69,8 +73,12 @@ class Slot:
 class Gate:
     """The admission gate of one process, built in the server's lifespan."""
 
-    def __init__(self, max_in_flight: int, call_timeout: float) -> None:
+    def __init__(
+        self, max_in_flight: int, call_timeout: float, limit: str = "calls in flight (RETAB_MCP_MAX_IN_FLIGHT)"
+    ) -> None:
         self._slots = anyio.Semaphore(max_in_flight)
+        self._limit = limit  # what a call turned away is told it ran into
+        self._companions: list[Gate] = []
         self._wait = min(MAX_ADMISSION_WAIT_SECONDS, call_timeout / 10)
         self._budget = call_timeout
         self._admitted: set[Slot] = set()
@@ -97,7 +105,7 @@ class Gate:
         if not acquired:
             raise CallFailed(
                 ErrorCode.OVERLOADED,
-                "retab-mcp is at its limit of calls in flight (RETAB_MCP_MAX_IN_FLIGHT); nothing was sent to Retab.",
+                f"retab-mcp is at its limit of {self._limit}; nothing was sent to Retab.",
                 retry_after_seconds=RETRY_AFTER_SECONDS,
             )
         backstop = started + self._budget + BACKSTOP_SLACK_SECONDS
@@ -136,8 +144,16 @@ class Gate:
             await self._slots.acquire()
             slot.held = True
 
+    def companion(self, max_in_flight: int, limit: str) -> Gate:
+        """A gate with its own cap (for another kind of request) that drains with this one."""
+        gate = Gate(max_in_flight, self._budget, limit)
+        self._companions.append(gate)
+        return gate
+
     def drain(self, grace: float) -> None:
         """Stop admitting; make every call in flight answer before `grace` seconds are over."""
+        for companion in self._companions:
+            companion.drain(grace)
         self.draining = True
         self._cutoff = anyio.current_time() + max(0.0, grace - min(ANSWER_RESERVE_SECONDS, grace / 4))
         for slot in self._admitted:

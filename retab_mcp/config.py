@@ -105,6 +105,9 @@ class Settings:
     call_timeout: float = 30.0
     max_attempts: int = 4
     max_in_flight: int = 64
+    # Resource reads (an edit's filled document, up to 20 MiB) one process runs at once, each
+    # holding tens of MB while it does: their own small cap, next to the tool calls'.
+    max_resource_reads: int = 2
     log_level: LogLevel = "WARNING"
     # Which tools are served: only the read-only ones, and/or only those named (empty: all).
     read_only: bool = False

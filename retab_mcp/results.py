@@ -405,13 +405,53 @@ def _replace_large_data_urls(value: Any, path: str, omitted: list[OmittedData]) 
 
 
 def _describe_data_url(url: str, path: str, filename: str | None, omitted: list[OmittedData]) -> str:
-    header, _, payload = url.partition(",")
-    media = header[len("data:") :]
-    mime_type = media.split(";", 1)[0] or None
-    size = len(payload) * 3 // 4 - payload[-2:].count("=") if media.endswith(";base64") else len(payload)
+    parsed = parse_data_url(url)
+    mime_type, size = (parsed.mime_type, parsed.size) if parsed else (None, len(url))
     omitted.append(OmittedData(path=path, filename=filename, mime_type=mime_type, size_bytes=size, resource_uri=None))
     name = f" {filename!r}" if filename else ""
     return f"[omitted by retab-mcp: {mime_type or 'data'} file{name}, {size} bytes; too large to return]"
+
+
+# `type/subtype`, as RFC 2045 spells a media type; anything else is no type at all.
+_MEDIA_TYPE: Final = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
+# A data URL's header (`data:<media type>[;params][;base64],`) is short; a comma further in is data.
+_MAX_DATA_URL_HEADER: Final = 256
+
+
+@dataclass(frozen=True, slots=True)
+class DataUrl:
+    """A `data:` URL (RFC 2397) read without copying its payload: the results' descriptors and
+    the filled_document resource both read data URLs through `parse_data_url`."""
+
+    url: str
+    start: int  # where the payload starts, after the comma
+    mime_type: str | None  # the declared media type, lowercased, without parameters
+    base64: bool  # base64, or percent-encoded
+
+    @property
+    def size(self) -> int:
+        """The payload's size once decoded, in bytes (for percent-encoding: each escape counted
+        as one byte, every other character as one)."""
+        length = len(self.url) - self.start
+        if self.base64:
+            return length * 3 // 4 - self.url[-2:].count("=")
+        return length - 2 * self.url.count("%", self.start)
+
+    def payload(self) -> str:
+        return self.url[self.start :]
+
+
+def parse_data_url(url: str) -> DataUrl | None:
+    """The parts of `url` if it is a data URL, else None."""
+    if not url.startswith("data:"):
+        return None
+    comma = url.find(",", 0, _MAX_DATA_URL_HEADER)
+    if comma < 0:
+        return None
+    media = url[len("data:") : comma].lower()
+    base64 = media.endswith(";base64")
+    declared = media.split(";", 1)[0].strip()
+    return DataUrl(url, comma + 1, declared if _MEDIA_TYPE.fullmatch(declared) else None, base64)
 
 
 def _trim(endpoint: Endpoint, envelope: dict[str, Any], budget: int) -> tuple[dict[str, Any], str]:

@@ -20,7 +20,9 @@
 # - Honest annotations: cancels are destructive (hosts ask the user first); reads and the list
 #   are read-only (hosts may run them without asking), which is why every hint about a run's
 #   state points at a read tool.
-# - A file too large for a result (an edit's filled PDF) is a resource, read on demand.
+# - A file too large for a result (an edit's filled PDF) is a resource, read on demand: admitted
+#   like a call (by its own small gate, which drains with the calls'), served with the MIME type
+#   its data URL declares, and a base64 payload passed on as it came rather than decoded.
 # - One `RetabClient` (one httpx connection pool) per process, opened in the lifespan, which
 #   runs once per process on every transport. `--sandbox` starts the embedded Retab sandbox
 #   there too; its code is imported only then.
@@ -30,12 +32,13 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
+import codecs
 import gc
 import inspect
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -45,11 +48,21 @@ from typing import Annotated, Any, Final
 
 import anyio
 from mcp.server import MCPServer
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.mcpserver.tools import Tool
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS, CallToolResult, InputRequiredResult, ToolAnnotations
+from mcp.types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    BlobResourceContents,
+    CallToolResult,
+    InputRequiredResult,
+    ReadResourceRequestParams,
+    ReadResourceResult,
+    ToolAnnotations,
+)
 from pydantic import Field, ValidationError
 
 from retab_mcp import __version__
@@ -67,6 +80,7 @@ from retab_mcp.results import (
     Waited,
     failed,
     invalid_arguments,
+    parse_data_url,
     redacted,
     result_model,
     succeeded,
@@ -87,6 +101,7 @@ READ_ANNOTATIONS: Final = ToolAnnotations(
 )
 # A filled PDF is typically a few MB; far beyond that is not a document to hand to a client.
 MAX_RESOURCE_BYTES: Final = 20 * 1024 * 1024
+FILLED_DOCUMENT: Final = re.compile(re.escape(FILLED_DOCUMENT_URI).replace(r"\{edit_id\}", "(?P<edit_id>[^/]+)"))
 
 
 def instructions(endpoints: tuple[Endpoint, ...]) -> str:
@@ -107,8 +122,11 @@ class AppState:
     client: RetabClient
     gate: Gate = field(init=False)
 
+    reads: Gate = field(init=False)
+
     def __post_init__(self) -> None:
         self.gate = Gate(self.settings.max_in_flight, self.settings.call_timeout)
+        self.reads = self.gate.companion(self.settings.max_resource_reads, "resource reads in flight")
 
 
 @asynccontextmanager
@@ -189,6 +207,23 @@ class RetabMCPServer(MCPServer[AppState]):
                 "large to return inline.",
                 mime_type="application/pdf",
             )(filled_document)
+            # Read here rather than through the template: the SDK's path would decode the document
+            # and encode it again (copies of tens of MB), and serve every one as application/pdf.
+            self._lowlevel_server.add_request_handler("resources/read", ReadResourceRequestParams, self._read)
+
+    async def _read(
+        self, ctx: ServerRequestContext[AppState], params: ReadResourceRequestParams
+    ) -> ReadResourceResult | InputRequiredResult:
+        match = FILLED_DOCUMENT.fullmatch(str(params.uri))
+        if match is None:  # not ours: the SDK's answer (unknown resource)
+            return await self._handle_read_resource(ctx, params)
+        context: Context[AppState, Any] = Context(request_context=ctx, mcp_server=self)
+        try:
+            blob, mime_type = await filled_document(match["edit_id"], context)
+        except ResourceError as err:
+            logger.info("Resource %r failed: %r", str(params.uri), str(err))
+            raise MCPError(code=INTERNAL_ERROR, message=str(err), data={"uri": str(params.uri)}) from None
+        return ReadResourceResult(contents=[BlobResourceContents(uri=params.uri, blob=blob, mime_type=mime_type)])
 
     def served(self, name: object) -> Endpoint | None:
         """The row of the tool `name` if this process serves it."""
@@ -290,38 +325,70 @@ def _cut_short(
         return failed(endpoint, arguments[endpoint.kind.id_arg], failure)
 
 
-async def filled_document(edit_id: str, ctx: Context[AppState, Any]) -> bytes:
-    """`retab://edits/{edit_id}/filled_document`: the edit read whole, its filled PDF decoded."""
+async def filled_document(edit_id: str, ctx: Context[AppState, Any]) -> tuple[str, str]:
+    """`retab://edits/{edit_id}/filled_document`: the edit read whole; its filled document as
+    base64 (a resource's blob) and its declared MIME type.
+
+    Admitted like a call, by the reads' own gate, and inside its hard stop (the drain reaches it).
+    A base64 data URL is checked and passed on as it came, never decoded into a copy."""
     state: AppState = ctx.request_context.lifespan_context
     read = BY_TOOL["get_edit"]  # whose hints fit a failed read of an edit
     # Every message below goes back to the caller: the id as run_subject allows, all of it redacted.
     redactor = Redactor([state.settings.api_key, state.settings.auth_token, caller_key(ctx.headers)])
     edit = run_subject("edit", edit_id)
+    began, deadline = anyio.current_time(), state.client.deadline()
     try:
         api_key = _api_key(state.settings, ctx.headers)
-        upstream = Upstream(state.client, api_key, state.client.deadline())
-        body = await upstream.send(
-            "GET", run_path(EDIT.path, edit_id), {"include_output": "true"}, verb="read", subject=edit
-        )
+        async with state.reads.admitted(began) as slot:
+            upstream = Upstream(state.client, api_key, deadline)
+            with slot.scope:
+                body = await upstream.send(
+                    "GET", run_path(EDIT.path, edit_id), {"include_output": "true"}, verb="read", subject=edit
+                )
+            if slot.scope.cancelled_caught:
+                raise cut_short(slot)
+            return _document(edit, body, redactor)
     except CallFailed as failure:
         raise ResourceError(redactor.text(f"{failure.message} {hint_for(failure, read, edit_id)}")) from None
+
+
+def _document(edit: str, body: Any, redactor: Redactor) -> tuple[str, str]:
+    """The filled document of a read edit (`edit`: how messages name it): (base64, MIME type), or
+    ResourceError with a redacted message."""
     output = body.get("output") if isinstance(body, dict) else None
     document = output.get("filled_document") if isinstance(output, dict) else None
     url = document.get("url") if isinstance(document, dict) else None
-    if not isinstance(url, str) or not url.startswith("data:") or "," not in url:
+    data = parse_data_url(url) if isinstance(url, str) else None
+    if data is None:
         status = bounded_line(repr(body.get("status") if isinstance(body, dict) else None), 66)
         raise ResourceError(redactor.text(f"The {edit} has no filled document to read (its status is {status})."))
-    header, _, payload = url.partition(",")
-    if len(payload) * 3 // 4 > MAX_RESOURCE_BYTES:
-        raise ResourceError(redactor.text(f"The filled document of {edit} is over {MAX_RESOURCE_BYTES} bytes."))
-    if not header.endswith(";base64"):
-        return payload.encode()
+    del body, output, document, url  # the payload is all that is kept from here on
+    too_large = redactor.text(f"The filled document of {edit} is over {MAX_RESOURCE_BYTES} bytes.")
+    # Percent-encoding only shrinks: its undecoded size is a bound checked before decoding too.
+    if data.size > MAX_RESOURCE_BYTES:
+        raise ResourceError(too_large)
+    mime_type = data.mime_type or "application/pdf"
     try:
-        return base64.b64decode(payload, validate=True)
-    except binascii.Error:
+        if data.base64:
+            blob = data.payload()
+            binascii.a2b_base64(blob, strict_mode=True)  # checked; what is sent is the text itself
+            return blob, mime_type
+        decoded = percent_decoded(data.payload())
+    except (binascii.Error, ValueError, UnicodeError):
         raise ResourceError(
             redactor.text(f"Retab sent the filled document of {edit} in a form that cannot be read.")
         ) from None
+    if len(decoded) > MAX_RESOURCE_BYTES:
+        raise ResourceError(too_large)
+    return binascii.b2a_base64(decoded, newline=False).decode("ascii"), mime_type
+
+
+def percent_decoded(text: str) -> bytes:
+    """`text` with its `%XX` escapes decoded (other characters as UTF-8), in C: each `%` becomes
+    `\\x` for the unicode-escape codec's byte-level sibling. ValueError for a malformed escape."""
+    raw = text.encode("utf-8").replace(b"\\", b"\\\\").replace(b"%", b"\\x")
+    decoded: bytes = codecs.escape_decode(raw)[0]
+    return decoded
 
 
 def _redacting(report: Progress, redactor: Redactor) -> Progress:

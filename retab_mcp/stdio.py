@@ -9,11 +9,17 @@ loop (both protocol eras, `notifications/cancelled`, progress, the lifespan).
 
 What this transport adds, each a promise of the README:
 - A line that is not a JSON-RPC message (not JSON, a batch array, a wrong "jsonrpc", a request
-  without a method, an id that is not a string or an integer) is answered with -32700 or -32600
-  (id null when it cannot be read) instead of being dropped, and serving goes on.
+  without a method, an id that is not a string or an integer, JSON nested too deeply to parse)
+  is answered with -32700 or -32600 (id null when it cannot be read) instead of being dropped,
+  and serving goes on.
 - At end of input, the calls in flight finish (within the call budget) and each is answered
   before the process exits; one still going after `drain_seconds` is answered by the SDK's
   dispatcher with "Connection closed". Every request gets exactly one answer.
+- Backpressure: while the client is not reading its answers (stdout's buffer is full), or
+  MAX_PENDING_ANSWERS requests are unanswered, no further line is read. A client that writes
+  without reading fills the pipe and waits; this process's memory stays bounded.
+- SIGINT (how hosts stop a stdio server, and Ctrl-C) stops the process quietly, exit status 0:
+  the calls in flight are cancelled, as when the host goes away.
 - stdout carries protocol only: while serving, fd 1 points at stderr and fd 0 at /dev/null (as
   the SDK does), and the wire is served from private duplicates of both.
 - A stdin or stdout that is not a pipe, socket or terminal (a regular file: `< calls.jsonl`)
@@ -27,6 +33,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Final
@@ -55,13 +62,21 @@ logger = logging.getLogger(__name__)
 # to its end) rather than buffered without bound.
 MAX_LINE_BYTES: Final = 4 * 1024 * 1024
 _CHUNK: Final = 64 * 1024
+# Requests read but not yet answered, at most. Far above what a client keeps in flight (calls
+# past RETAB_MCP_MAX_IN_FLIGHT are refused anyway), and it bounds what answers can hold in memory.
+MAX_PENDING_ANSWERS: Final = 256
 # How long the last answers may take to leave when the client has stopped reading stdout.
 _CLOSE_SECONDS: Final = 5.0
 
 
 def run(server: MCPServer[Any], drain_seconds: float) -> None:
-    """Serve `server` over this process's stdin and stdout until end of input."""
-    anyio.run(serve, server, drain_seconds)
+    """Serve `server` over this process's stdin and stdout until end of input or SIGINT."""
+    try:
+        anyio.run(serve, server, drain_seconds)
+    except KeyboardInterrupt:
+        # Hosts stop their stdio servers with SIGINT, and so does Ctrl-C in a terminal: a normal
+        # stop, not a failure (the event loop has cancelled the calls in flight and closed up).
+        logger.info("interrupted (SIGINT): stopped")
 
 
 async def serve(server: MCPServer[Any], drain_seconds: float) -> None:
@@ -159,7 +174,10 @@ class _Output(asyncio.Protocol):
     def __init__(self) -> None:
         self._transport: asyncio.WriteTransport | None = None
         self._file: Any = None  # the worker thread's file, when there is no transport
-        self._resumed: asyncio.Future[None] | None = None
+        # Clear while the transport's buffer is over its high-water mark (the reader is behind).
+        # An event, not a future: one waiter cancelled must not cancel the others' wait.
+        self._writable = asyncio.Event()
+        self._writable.set()
         self._lost = asyncio.get_running_loop().create_future()
 
     @classmethod
@@ -177,12 +195,10 @@ class _Output(asyncio.Protocol):
         self._transport = transport
 
     def pause_writing(self) -> None:
-        self._resumed = asyncio.get_running_loop().create_future()
+        self._writable.clear()
 
     def resume_writing(self) -> None:
-        if self._resumed is not None and not self._resumed.done():
-            self._resumed.set_result(None)
-        self._resumed = None
+        self._writable.set()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.resume_writing()
@@ -198,8 +214,11 @@ class _Output(asyncio.Protocol):
             return
         # Whole: once buffered, the message goes out even if this task is cancelled.
         self._transport.write(data)
-        if self._resumed is not None:
-            await self._resumed
+        await self.writable()
+
+    async def writable(self) -> None:
+        """Returns once the reader has caught up (the buffer is under its high-water mark)."""
+        await self._writable.wait()
 
     async def close(self) -> None:
         """Write out what is buffered (for a while, if the reader has stopped), then let go."""
@@ -292,18 +311,22 @@ class _Wire:
         self._lines = _Lines(source)
         self.writer = _Writer(output, self._answered)
         self._drain_seconds = drain_seconds
+        self._output = output
         self._in_flight: set[RequestId] = set()
         self._idle = anyio.Event()
+        self._room = anyio.Event()
         self._closed = False
 
     def _answered(self, request_id: RequestId | None) -> None:
         if request_id is not None:
             self._in_flight.discard(coerce_request_id(request_id))
+        self._room.set()
         if not self._in_flight:
             self._idle.set()
 
     async def receive(self) -> SessionMessage:
         while not self._closed:
+            await self._backpressure()
             try:
                 line = await self._lines.next()
             except EOFError:
@@ -313,6 +336,17 @@ class _Wire:
                 return SessionMessage(message)
         await self._drain()
         raise anyio.EndOfStream
+
+    async def _backpressure(self) -> None:
+        """Read no further while the client is not reading its answers (stdout is paused), or
+        while MAX_PENDING_ANSWERS requests are unanswered: what is not read stays in the pipe,
+        and the client's writes wait, instead of the answers piling up in this process."""
+        while True:
+            await self._output.writable()
+            if len(self._in_flight) < MAX_PENDING_ANSWERS:
+                return
+            self._room = anyio.Event()
+            await self._room.wait()
 
     async def _drain(self) -> None:
         if self._in_flight:
@@ -377,6 +411,9 @@ def _malformed(line: bytes) -> tuple[int, str, RequestId | None]:
         raw = json.loads(line)
     except ValueError:
         return PARSE_ERROR, "Parse error: the line is not JSON.", None
+    except RecursionError:
+        # JSON, but nested beyond what the parser's recursion allows (about 1,000 levels).
+        return INVALID_REQUEST, "Invalid Request: the message is nested too deeply.", _leading_id(line)
     if isinstance(raw, list):
         return INVALID_REQUEST, "Invalid Request: batches are not supported; send one message per line.", None
     if not isinstance(raw, dict):
@@ -387,3 +424,23 @@ def _malformed(line: bytes) -> tuple[int, str, RequestId | None]:
     if not isinstance(raw.get("method"), str) and "result" not in raw and "error" not in raw:
         return INVALID_REQUEST, 'Invalid Request: a request needs a "method" string.', request_id
     return INVALID_REQUEST, "Invalid Request: not a request, notification or response of this protocol.", request_id
+
+
+# A JSON string, and a top-level member whose value is a string, number, true, false or null.
+_STRING: Final = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
+_SCALAR_MEMBER: Final = rb"\s*" + _STRING + rb"\s*:\s*(?:" + _STRING + rb"|[-+.\w]+)\s*,"
+_LEADING_ID: Final = re.compile(
+    rb"\s*\{(?:" + _SCALAR_MEMBER + rb')*?\s*"id"\s*:\s*(' + _STRING + rb"|-?[0-9]+)\s*[,}]"
+)
+
+
+def _leading_id(line: bytes) -> RequestId | None:
+    """The id of a message too deep to parse, when it comes among the scalar members that open
+    the object (where clients write it: before "params"); None when it cannot be told."""
+    match = _LEADING_ID.match(line)
+    if match is None:
+        return None
+    try:
+        return as_request_id(json.loads(match.group(1)))
+    except ValueError:
+        return None

@@ -4,6 +4,7 @@ so only the tests about real stalls take real time (well under a second each).""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from retab_mcp.client import USER_AGENT, RetabClient, parse_retry_after, run_path
+from retab_mcp.client import MAX_JSON_NODES, USER_AGENT, RetabClient, parse_json, parse_retry_after, run_path
 from retab_mcp.config import Settings
 from retab_mcp.errors import CallFailed, ErrorCode
 from retab_mcp.sandbox import SANDBOX_API_KEY, Fault, RunningSandbox, fingerprint
@@ -298,3 +299,40 @@ async def test_a_broken_tls_setup_is_a_configuration_error(
         failure = await fail(client)
     assert failure.code is ErrorCode.CONFIGURATION_ERROR
     assert "SSL_CERT_FILE" in failure.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": "edt_x", "status": "cancelled", "note": "," * 150_000},
+        {"id": "edt_x", "status": "cancelled", "note": '\\",{[' * 60_000},  # escaped quotes stay inside
+        {"id": "edt_x", "status": "cancelled", "notes": ["a,b,c" * 1_000] * 1_000},
+    ],
+    ids=["commas", "escaped-quotes", "many-strings"],
+)
+def test_structure_inside_strings_is_not_counted(body: dict[str, object]) -> None:
+    """A form value full of commas is data, not structure: the reply is read."""
+    raw = json.dumps(body).encode()
+    assert sum(raw.count(mark) for mark in (b"{", b"[", b",")) > MAX_JSON_NODES
+    assert parse_json(bytearray(raw)) == body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"pages": [' + ",".join(["{}"] * (MAX_JSON_NODES // 2 + 1)) + "]}",
+        '{"a": "\\\\", "pages": [' + ",".join(["0"] * (MAX_JSON_NODES + 1)) + "]}",  # an escaped backslash
+        "[" + ",".join(['""'] * (MAX_JSON_NODES + 1)) + "]",
+        "[" + ",".join(['"x"'] * (3 * MAX_JSON_NODES)) + "]",
+    ],
+    ids=["objects", "after-an-escaped-backslash", "strings", "more-strings-than-counted"],
+)
+def test_structure_outside_strings_over_the_limit_is_refused(body: str) -> None:
+    with pytest.raises(ValueError, match="too complex"):
+        parse_json(body.encode())
+
+
+def test_a_reply_nested_past_the_parsers_depth_is_not_json() -> None:
+    """However deep: a ValueError the client answers with invalid_response, never a RecursionError."""
+    with pytest.raises(ValueError, match="not JSON"):
+        parse_json(b'{"a": ' + b"[" * 50_000 + b"]" * 50_000 + b"}")  # under MAX_JSON_NODES

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -95,6 +96,10 @@ class StdioServer:
     def close(self) -> str:
         assert self.process.stdin is not None
         self.process.stdin.close()  # end of input: the server exits on its own
+        return self.exited()
+
+    def exited(self) -> str:
+        """Once the process has exited (within 15 s): all it wrote on stderr."""
         self.process.wait(timeout=15)
         self._reader.join(timeout=5)
         self._stderr_reader.join(timeout=5)
@@ -366,3 +371,123 @@ async def test_progress_over_real_stdio_in_both_eras(sandbox: RunningSandbox, mo
     assert len(reports) >= 2
     assert reports[0] == (0.0, 1.2, "edit edt_running01: in_progress")
     assert [p for p, _, _ in reports] == sorted({p for p, _, _ in reports})
+
+
+def deep_call(request_id: int, depth: int) -> bytes:
+    """A ~2 KB tools/call line (at depth 1,000) whose edit_id is an array nested `depth` deep."""
+    nested = b"[" * depth + b"]" * depth
+    head = b'{"jsonrpc": "2.0", "id": %d, "method": "tools/call", "params": ' % request_id
+    return head + b'{"name": "get_edit", "arguments": {"edit_id": ' + nested + b"}}}"
+
+
+def test_a_deeply_nested_line_is_answered_and_the_server_goes_on(server: StdioServer) -> None:
+    """Past the parser's recursion: answered with -32600 and the id, never a dead process."""
+    server.initialize()
+    for request_id, depth in ((20, 1_000), (21, 100_000)):
+        server.send_line(deep_call(request_id, depth))
+        answer = server.next_message()
+        assert (answer["id"], answer["error"]["code"]) == (request_id, -32600)
+        assert "nested too deeply" in answer["error"]["message"]
+    # The id after the nesting cannot be read without parsing it: answered with id null.
+    server.send_line(b'{"params": ' + b"[" * 5_000 + b"]" * 5_000 + b', "jsonrpc": "2.0", "id": 22, "method": "x"}')
+    assert server.next_message()["id"] is None
+    result = server.call("get_edit", {"edit_id": "edt_running01"})["result"]
+    assert result["structuredContent"]["status"] == "in_progress"
+    stderr = server.close()
+    assert server.process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.anyio
+async def test_no_progress_follows_the_read_that_ends_a_wait(sandbox: RunningSandbox) -> None:
+    """One report per read that found the run still going, none for the read that found it done:
+    a report after that read reaches hosts that handle the answer first as an unknown token."""
+    reports: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reports.append(progress)
+        if len(reports) == 2:  # the run completes before the next poll
+            sandbox.sandbox.advance(7200)
+
+    async with Client(sdk_stdio_params(sandbox)) as client:
+        arguments = {"edit_id": "edt_running01", "wait_seconds": 10}
+        result = await client.call_tool("get_edit", arguments, progress_callback=on_progress)
+    assert result.structured_content is not None
+    assert (result.structured_content["status"], result.structured_content["terminal"]) == ("completed", True)
+    reads = [r for r in sandbox.sandbox.recorded() if r.path == "/v1/edits/edt_running01"]
+    assert len(reads) == 3  # the first read and a poll in progress, then the poll that saw it complete
+    assert len(reports) == 2
+
+
+def test_sigint_stops_the_server_quietly(server: StdioServer) -> None:
+    """Hosts stop stdio servers with SIGINT: exit 0, at most one line on stderr, and the call in
+    flight still gets its one answer."""
+    server.initialize()
+    call = {"name": "get_edit", "arguments": {"edit_id": "edt_running01", "wait_seconds": 20}}
+    server.send({"jsonrpc": "2.0", "id": 30, "method": "tools/call", "params": call})
+    time.sleep(1.0)  # the call is waiting for the run to stop
+    server.process.send_signal(signal.SIGINT)
+    stderr = server.exited()
+    assert server.process.returncode == 0, stderr
+    assert len(stderr.splitlines()) <= 1, stderr
+    assert [answer["id"] for answer in server.answers()] == [1, 30]
+
+
+def vm_kib(pid: int, field: str) -> int:
+    """A memory figure of a live process from /proc (VmRSS, VmHWM), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for process {pid}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_client_that_stops_reading_does_not_swamp_the_server() -> None:
+    """5,000 tools/list (~47 KB of answer each) sent by a client that does not read stdout: the
+    server stops reading too, instead of holding every answer, and serves them all once read."""
+    count = 5_000
+    process = subprocess.Popen(
+        [sys.executable, "-m", "retab_mcp"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=server_env(RETAB_API_KEY=SECRET_KEY),
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    stdin, stdout = process.stdin, process.stdout
+    try:
+        stdin.write(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": INITIALIZE}).encode())
+        stdin.write(b'\n{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
+        stdin.flush()
+        assert json.loads(stdout.readline())["id"] == 0
+        # ~250 bytes each, 1.2 MB in all: more than the pipe and the server's read buffers hold.
+        request = b'{"jsonrpc": "2.0", "id": %d, "method": "tools/list", "params": {"_meta": {"pad": "%s"}}}\n'
+        requests = b"".join(request % (n, b"x" * 180) for n in range(1, count + 1))
+        # Blocks once the server stops reading: from a thread, so the test goes on.
+        writer = threading.Thread(target=lambda: (stdin.write(requests), stdin.flush()), daemon=True)
+        writer.start()
+        peak = 0
+        for _ in range(20):  # 4 s: unbounded, the server passed 300 MB within 2 s
+            time.sleep(0.2)
+            peak = max(peak, vm_kib(process.pid, "VmRSS"))
+        assert peak < 300 * 1024, f"{peak // 1024} MB"
+        assert writer.is_alive(), "the server read every request while its answers were not read"
+        answered: set[int] = set()
+        deadline = time.monotonic() + 120
+        while len(answered) < count and time.monotonic() < deadline:
+            answer = json.loads(stdout.readline())
+            assert len(answer["result"]["tools"]) == 5
+            answered.add(answer["id"])
+        assert answered == set(range(1, count + 1))
+        writer.join(timeout=10)
+        stdin.write(b'{"jsonrpc": "2.0", "id": "last", "method": "ping"}\n')
+        stdin.flush()
+        assert json.loads(stdout.readline()) == {"jsonrpc": "2.0", "id": "last", "result": {}}
+        stdin.close()
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
