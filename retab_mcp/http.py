@@ -8,18 +8,23 @@ Decisions, and why:
   (`Authorization: Bearer` or `Api-Key`), used for that request's upstream calls only; the tool
   reads it from that request's own headers, so keys cannot cross between concurrent requests.
   With a server key, callers must present `RETAB_MCP_AUTH_TOKEN` instead, and serving beyond
-  loopback without one is refused at start-up (config.check_http_exposure): no open relay.
+  loopback without one is refused at start-up (config.check_http_exposure): no open relay. A
+  token set without a server key guards nothing: start-up says so.
 - DNS-rebinding protection stays on whatever the host (the SDK turns it off for non-loopback
   hosts unless told otherwise); real hostnames are added with --allowed-hosts/--allowed-origins.
-- /healthz and /readyz sit outside the MCP path, without auth, for orchestrator probes.
+- /healthz and /readyz sit outside the MCP path, without auth, for orchestrator probes, and
+  outside the connection limit: a liveness probe must not restart a pod that is only busy.
 - SIGTERM drains: no new call is admitted, every call in flight answers within the grace period
   (finished, or `shutting_down` just before it ends), then the process exits 0.
-- Bounded for hostile clients: a request's headers must arrive within 10 s of its first byte
-  (or of the connection's opening), idle keep-alive connections close after 5 s, and at most
-  1,000 connections are served at once. `--stateful` sessions are capped
-  (`RETAB_MCP_MAX_SESSIONS`), expire after 10 idle minutes, and in caller's-key mode open only
-  for a key Retab accepts (checked once, then remembered for 10 minutes): a made-up bearer
-  string opens none.
+- Bounded for hostile clients: a request's headers and body must arrive within 10 s of the
+  connection's opening (or of the previous response), idle keep-alive connections close after
+  5 s, and at most 1,000 connections are served at once. The front reads each MCP request's
+  body itself (64 KiB at most), so a client that leaves mid-body costs nothing but its socket,
+  and a stateless call whose client leaves is cancelled (the SDK does not watch for it there).
+- `--stateful` sessions are capped (`RETAB_MCP_MAX_SESSIONS`) and expire after 10 idle minutes.
+  In caller's-key mode they open only for a key Retab accepts, one key holds at most a tenth of
+  them, and a session answers only the key that opened it (404 to another, as the SDK answers
+  an unknown session: a session id found elsewhere discloses nothing). See `_Sessions`.
 """
 
 from __future__ import annotations
@@ -532,7 +537,8 @@ def start_line(settings: Settings, port: int) -> str:
     if settings.sandbox:
         key = "the embedded Retab sandbox's (no real key is used)"
     elif not settings.uses_server_key:
-        key = f"each caller's own, sent with every request; Retab API at {retab}"
+        ignored = " (RETAB_MCP_AUTH_TOKEN is set and ignored)" if settings.auth_token else ""
+        key = f"each caller's own, sent with every request{ignored}; Retab API at {retab}"
     elif settings.auth_token:
         key = f"the server's, for callers presenting RETAB_MCP_AUTH_TOKEN; Retab API at {retab}"
     else:

@@ -13,6 +13,7 @@ import json
 import logging
 import selectors
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from retab_mcp import http
 from retab_mcp.config import Settings
 from retab_mcp.sandbox import Fault, RunningSandbox
 from retab_mcp.server import RetabMCPServer
+from tests.support import SERVER_COMMAND, clean_env
 
 pytestmark = pytest.mark.anyio
 
@@ -284,3 +286,138 @@ async def test_a_client_that_leaves_cancels_its_wait(caller_key: Settings, sandb
         await anyio.sleep(3)  # the next polls were due at 1.5 and 3.5 s
         after = [r for r in sandbox.sandbox.recorded() if r.path == "/v1/edits/edt_running01"]
     assert len(after) == len(polls)
+
+
+# -- fair sessions (--stateful, caller's key) ------------------------------------------------------
+
+
+def key_checks(sandbox: RunningSandbox) -> list[str | None]:
+    """The key fingerprints the server checked with Retab (its `GET /v1/edits?limit=1`)."""
+    return [r.key_fingerprint for r in sandbox.sandbox.recorded() if (r.path, r.query) == ("/v1/edits", "limit=1")]
+
+
+async def test_one_key_holds_at_most_its_share_of_sessions_and_others_still_open_theirs(
+    caller_key: Settings,
+) -> None:
+    with serving(replace(caller_key, stateful=True, max_sessions=20)) as served:  # a share of 2 per key
+        async with httpx.AsyncClient(timeout=10) as client:
+            tenant_a = [
+                await client.post(served.mcp, json=INITIALIZE, headers={**LEGACY, "Api-Key": KEY_A}) for _ in range(4)
+            ]
+            tenant_b = await client.post(served.mcp, json=INITIALIZE, headers={**LEGACY, "Api-Key": KEY_B})
+            # Ending a session gives its place back.
+            ended = await client.delete(
+                served.mcp,
+                headers={**LEGACY, "Api-Key": KEY_A, "Mcp-Session-Id": tenant_a[0].headers["mcp-session-id"]},
+            )
+            again = await client.post(served.mcp, json=INITIALIZE, headers={**LEGACY, "Api-Key": KEY_A})
+    assert [answer.status_code for answer in tenant_a] == [200, 200, 429, 429]
+    assert tenant_a[2].json()["error"] == "too_many_sessions"
+    assert "mcp-session-id" not in tenant_a[2].headers
+    assert tenant_b.status_code == 200
+    assert ended.status_code == 200
+    assert again.status_code == 200
+
+
+async def test_a_bogus_key_is_checked_with_retab_once(caller_key: Settings, sandbox: RunningSandbox) -> None:
+    headers = {**LEGACY, "Api-Key": BOGUS_KEY}
+    with serving(replace(caller_key, stateful=True)) as served:
+        answers: list[httpx.Response] = []
+        async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=50)) as client:
+
+            async def initialize() -> None:
+                answers.append(await client.post(served.mcp, json=INITIALIZE, headers=headers))
+
+            async with anyio.create_task_group() as group:  # 50 at once...
+                for _ in range(50):
+                    group.start_soon(initialize)
+            for _ in range(50):  # ...then 50 one after another
+                await initialize()
+    assert [answer.status_code for answer in answers] == [401] * 100
+    assert {answer.json()["error"] for answer in answers} == {"invalid_key"}
+    assert len(key_checks(sandbox)) == 1
+
+
+async def test_a_session_answers_only_the_key_that_opened_it(caller_key: Settings) -> None:
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+    with serving(replace(caller_key, stateful=True)) as served:
+        async with httpx.AsyncClient(timeout=10) as client:
+            opened = await client.post(served.mcp, json=INITIALIZE, headers={**LEGACY, "Api-Key": KEY_A})
+            session = {**LEGACY, "Mcp-Session-Id": opened.headers["mcp-session-id"]}
+            await client.post(
+                served.mcp,
+                json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                headers={**session, "Api-Key": KEY_A},
+            )
+            # Another tenant who learnt the session id, with a key Retab accepts, or a made-up one.
+            others = [
+                await client.post(served.mcp, json=listing, headers={**session, "Api-Key": key})
+                for key in (KEY_B, BOGUS_KEY)
+            ]
+            stream = await client.get(served.mcp, headers={**session, "Api-Key": KEY_B})
+            ended = await client.delete(served.mcp, headers={**session, "Api-Key": KEY_B})
+            owner = await client.post(served.mcp, json=listing, headers={**session, "Api-Key": KEY_A})
+    assert [answer.status_code for answer in [*others, stream, ended]] == [404] * 4
+    assert owner.status_code == 200
+    assert "get_edit" in owner.text
+
+
+async def test_the_key_check_takes_an_admission_slot(caller_key: Settings, sandbox: RunningSandbox) -> None:
+    """With the one slot taken by a call, a new key is not checked: 503, and nothing sent."""
+    sandbox.sandbox.add_fault(Fault(status=None, delay=3, match="/v1/edits/edt_running01"))
+    call = tool_call("get_edit", {"edit_id": "edt_running01"})
+    with serving(replace(caller_key, stateful=True, max_in_flight=1)) as served:
+        async with httpx.AsyncClient(timeout=10) as client:
+            opened = await client.post(served.mcp, json=INITIALIZE, headers={**LEGACY, "Api-Key": KEY_A})
+            session = {**LEGACY, "Api-Key": KEY_A, "Mcp-Session-Id": opened.headers["mcp-session-id"]}
+            async with anyio.create_task_group() as group:
+                group.start_soon(lambda: client.post(served.mcp, json=call, headers=session))
+                await anyio.sleep(0.5)  # the call holds the slot, waiting on Retab
+                refused = await client.post(served.mcp, json=INITIALIZE, headers={**LEGACY, "Api-Key": KEY_B})
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "unverified_key"
+    assert refused.headers["retry-after"]
+    assert len(key_checks(sandbox)) == 1  # KEY_A's, before the call
+
+
+# -- auth -------------------------------------------------------------------------------------------
+
+
+def test_an_auth_token_without_a_server_key_is_said_to_be_ignored_at_start_up(sandbox: RunningSandbox) -> None:
+    token = "operator-token-5d2c9e"
+    env = clean_env(RETAB_MCP_AUTH_TOKEN=token, RETAB_API_BASE_URL=sandbox.base_url)
+    process = subprocess.Popen(
+        [*SERVER_COMMAND, "--transport", "http", "--port", "0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stderr is not None
+        for _ in range(20):  # the warning, then the start line
+            line = process.stderr.readline()
+            lines.append(line)
+            if not line or "Retab key:" in line:
+                break
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stderr is not None:
+            process.stderr.close()
+    [warning] = [line for line in lines if "warning" in line]
+    assert "RETAB_MCP_AUTH_TOKEN is set but ignored" in warning
+    assert "RETAB_MCP_AUTH_TOKEN is set and ignored" in lines[-1]
+    assert token not in "".join(lines)
+
+
+def test_a_wrong_token_is_a_401_challenge(sandbox: RunningSandbox) -> None:
+    settings = Settings(api_key="rt_test_server", auth_token="right-token-77a1", base_url=sandbox.base_url)
+    with serving(settings) as served:
+        answer = httpx.post(served.mcp, json=INITIALIZE, headers={**LEGACY, "Authorization": "Bearer wrong-token-77a1"})
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == 'Bearer realm="retab-mcp", error="invalid_token"'
+    assert "RETAB_MCP_AUTH_TOKEN" in answer.json()["message"]
+    assert sandbox.sandbox.recorded() == []
