@@ -40,7 +40,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Final
 
 import anyio
 import h11
@@ -347,9 +347,9 @@ class _Sessions:
 
     def _held(self, fingerprint: str) -> int:
         """Sessions of this key: those open, and those being opened (an upper bound)."""
-        # The SDK's record of who opened each session: it has no public view of it.
-        owners: dict[str, Any] = getattr(self._server.session_manager, "_session_owners", {})
-        return self._opening[fingerprint] + sum(1 for owner in owners.values() if owner["client_id"] == fingerprint)
+        # The SDK's record of who opened each open session: it has no public view of it.
+        owners = self._server.session_manager._session_owners.values()
+        return self._opening[fingerprint] + sum(1 for owner in owners if owner["client_id"] == fingerprint)
 
     async def refusal(self, key: str, opens: bool) -> Response | None:
         """Why a request that may open a session (`opens`) or needs none is refused, or None."""

@@ -273,19 +273,33 @@ async def test_a_body_with_a_byte_order_mark_takes_no_admission_slot(
 # -- clients that leave mid-call ------------------------------------------------------------------
 
 
-async def test_a_client_that_leaves_cancels_its_wait(caller_key: Settings, sandbox: RunningSandbox) -> None:
+def era_request(era: str, call: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """`call` as a client of `era` sends it: body and headers."""
+    if era == "legacy":
+        return call, {**LEGACY, "Api-Key": KEY_A}
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    body = {**call, "params": {**call["params"], "_meta": meta}}
+    headers = {"Accept": LEGACY["Accept"], "MCP-Protocol-Version": "2026-07-28", "Api-Key": KEY_A}
+    return body, {**headers, "Mcp-Method": call["method"], "Mcp-Name": call["params"]["name"]}
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_a_client_that_leaves_cancels_its_wait(
+    caller_key: Settings, sandbox: RunningSandbox, era: str, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = replace(caller_key, call_timeout=30)
-    call = tool_call("get_edit", {"edit_id": "edt_running01", "wait_seconds": 20})
+    body, headers = era_request(era, tool_call("get_edit", {"edit_id": "edt_running01", "wait_seconds": 20}))
     with serving(settings) as served:
         async with httpx.AsyncClient(timeout=1.0) as client:
             with pytest.raises(httpx.ReadTimeout):
-                await client.post(served.mcp, json=call, headers={**LEGACY, "Api-Key": KEY_A})
+                await client.post(served.mcp, json=body, headers=headers)
         # The client closed its connection on its timeout, 1 s in.
         polls = [r for r in sandbox.sandbox.recorded() if r.path == "/v1/edits/edt_running01"]
         assert 1 <= len(polls) <= 3  # at 0, 0.5 and (perhaps) 1.5 s
         await anyio.sleep(3)  # the next polls were due at 1.5 and 3.5 s
         after = [r for r in sandbox.sandbox.recorded() if r.path == "/v1/edits/edt_running01"]
     assert len(after) == len(polls)
+    assert errors_logged(caplog) == []
 
 
 # -- fair sessions (--stateful, caller's key) ------------------------------------------------------
