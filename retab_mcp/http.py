@@ -434,7 +434,7 @@ def _unverified() -> Response:
     )
 
 
-class _HeaderTimeoutProtocol(H11Protocol):
+class _BoundedProtocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with a deadline for each whole request, and probes answered
     whatever the load.
 
@@ -551,7 +551,7 @@ def uvicorn_config(server: RetabMCPServer, settings: Settings) -> uvicorn.Config
         create_app(server, settings),
         host=settings.host,
         port=settings.port,
-        http=_HeaderTimeoutProtocol,
+        http=_BoundedProtocol,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         limit_concurrency=MAX_CONNECTIONS,
         log_config=None,  # the process's stderr logging, keys masked

@@ -412,7 +412,7 @@ def in_process_http(settings: Settings, request_timeout: float) -> Iterator[str]
     """The HTTP transport served from a thread of this process, with a short request deadline."""
     server = RetabMCPServer(settings)
     config = http.uvicorn_config(server, settings)
-    config.http = type("QuickRequests", (http._HeaderTimeoutProtocol,), {"request_timeout": request_timeout})
+    config.http = type("QuickRequests", (http._BoundedProtocol,), {"request_timeout": request_timeout})
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()

@@ -79,7 +79,7 @@ def serving(settings: Settings, request_timeout: float = http.REQUEST_TIMEOUT_SE
     port = free_port()
     settings = replace(settings, transport="http", port=port)
     config = http.uvicorn_config(RetabMCPServer(settings), settings)
-    config.http = type("QuickDeadline", (http._HeaderTimeoutProtocol,), {"request_timeout": request_timeout})
+    config.http = type("QuickDeadline", (http._BoundedProtocol,), {"request_timeout": request_timeout})
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
