@@ -158,8 +158,7 @@ class Front:
                 await refusal(scope, replay, send)
                 return
             if legacy:
-                with self.sessions.opening(key):
-                    await self.app(scope, replay, send)
+                await self.sessions.opening(key, self.app, scope, replay, send)
                 return
         if not self.gated or body is None:
             await self.app(scope, replay, send)
@@ -333,17 +332,30 @@ class _Sessions:
         fingerprint = _fingerprint(key)
         return AuthenticatedUser(AccessToken(token=fingerprint, client_id=fingerprint, scopes=[]))
 
-    @contextlib.contextmanager
-    def opening(self, key: str) -> Iterator[None]:
-        """A request that may open a session is in flight (counted until the SDK has it)."""
+    async def opening(self, key: str, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """`app` serving a request that may open a session, counted as one of the key's until
+        its answer starts: by then the SDK has registered the session, or refused it."""
         fingerprint = _fingerprint(key)
         self._opening[fingerprint] += 1
+        counted = True
+
+        def uncount() -> None:
+            nonlocal counted
+            if counted:
+                counted = False
+                self._opening[fingerprint] -= 1
+                if not self._opening[fingerprint]:
+                    del self._opening[fingerprint]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                uncount()
+            await send(message)
+
         try:
-            yield
+            await app(scope, receive, sending)
         finally:
-            self._opening[fingerprint] -= 1
-            if not self._opening[fingerprint]:
-                del self._opening[fingerprint]
+            uncount()
 
     def _held(self, fingerprint: str) -> int:
         """Sessions of this key: those open, and those being opened (an upper bound)."""
