@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeVar, get_args
@@ -92,6 +93,11 @@ LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 # header, where it would be forwarded or crash the HTTP client.
 KEY_PATTERN: Final = re.compile(r"[A-Za-z0-9._~+/=-]{1,512}")
 KEY_RULE: Final = "1 to 512 characters from A-Z, a-z, 0-9 and . _ ~ + / = -"
+UNUSED_AUTH_WARNING: Final = (
+    "RETAB_MCP_AUTH_TOKEN is set but ignored: with no RETAB_API_KEY each caller sends their own Retab key, "
+    "and any caller with a key Retab accepts is served. Unset it, or set RETAB_API_KEY to serve token "
+    "holders with the server's key."
+)
 
 
 class ConfigError(ValueError):
@@ -164,13 +170,16 @@ class Settings:
         )
 
     def check_http_exposure(self) -> None:
-        """Refuse to be an open relay: a server key served beyond loopback needs an auth token."""
+        """Refuse to be an open relay: a server key served beyond loopback needs an auth token.
+        Warn (stderr) of an auth token that guards nothing: an operator who set one expects it to."""
         if self.uses_server_key and not self.auth_token and self.host not in LOOPBACK_HOSTS:
             raise ConfigError(
                 f"refusing to serve on {self.host} with a server-side Retab key and no RETAB_MCP_AUTH_TOKEN: "
                 "anyone who can reach the port could spend that key. Set RETAB_MCP_AUTH_TOKEN (callers send "
                 "it as a bearer token), or unset RETAB_API_KEY so each caller brings their own key."
             )
+        if self.auth_token and not self.uses_server_key:
+            print(f"retab-mcp: warning: {UNUSED_AUTH_WARNING}", file=sys.stderr, flush=True)
 
     def check_workers(self) -> None:
         """More than one worker process: only where any process can answer any request."""

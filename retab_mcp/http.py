@@ -8,18 +8,23 @@ Decisions, and why:
   (`Authorization: Bearer` or `Api-Key`), used for that request's upstream calls only; the tool
   reads it from that request's own headers, so keys cannot cross between concurrent requests.
   With a server key, callers must present `RETAB_MCP_AUTH_TOKEN` instead, and serving beyond
-  loopback without one is refused at start-up (config.check_http_exposure): no open relay.
+  loopback without one is refused at start-up (config.check_http_exposure): no open relay. A
+  token set without a server key guards nothing: start-up says so.
 - DNS-rebinding protection stays on whatever the host (the SDK turns it off for non-loopback
   hosts unless told otherwise); real hostnames are added with --allowed-hosts/--allowed-origins.
-- /healthz and /readyz sit outside the MCP path, without auth, for orchestrator probes.
+- /healthz and /readyz sit outside the MCP path, without auth, for orchestrator probes, and
+  outside the connection limit: a liveness probe must not restart a pod that is only busy.
 - SIGTERM drains: no new call is admitted, every call in flight answers within the grace period
   (finished, or `shutting_down` just before it ends), then the process exits 0.
-- Bounded for hostile clients: a request's headers must arrive within 10 s of its first byte
-  (or of the connection's opening), idle keep-alive connections close after 5 s, and at most
-  1,000 connections are served at once. `--stateful` sessions are capped
-  (`RETAB_MCP_MAX_SESSIONS`), expire after 10 idle minutes, and in caller's-key mode open only
-  for a key Retab accepts (checked once, then remembered for 10 minutes): a made-up bearer
-  string opens none.
+- Bounded for hostile clients: a request's headers and body must arrive within 10 s of the
+  connection's opening (or of the previous response), idle keep-alive connections close after
+  5 s, and at most 1,000 connections are served at once. The front reads each MCP request's
+  body itself (64 KiB at most), so a client that leaves mid-body costs nothing but its socket,
+  and a stateless call whose client leaves is cancelled (the SDK does not watch for it there).
+- `--stateful` sessions are capped (`RETAB_MCP_MAX_SESSIONS`) and expire after 10 idle minutes.
+  In caller's-key mode they open only for a key Retab accepts, one key holds at most a tenth of
+  them, and a session answers only the key that opened it (404 to another, as the SDK answers
+  an unknown session: a session id found elsewhere discloses nothing). See `_Sessions`.
 """
 
 from __future__ import annotations
@@ -33,12 +38,15 @@ import signal
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Final
 
 import anyio
 import h11
 import uvicorn
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.datastructures import Headers
@@ -59,11 +67,18 @@ HEALTH_PATH: Final = "/healthz"  # the process is alive
 READY_PATH: Final = "/readyz"  # the lifespan started: the upstream client is open
 LOOPBACK_HOST_PATTERNS: Final = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 LOOPBACK_ORIGIN_PATTERNS: Final = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
-HEADER_TIMEOUT_SECONDS: Final = 10.0
+PROBE_PATHS: Final = frozenset({HEALTH_PATH, READY_PATH})
+# A whole request, headers and body, arrives within this of its start: a legitimate one takes
+# milliseconds (its body is at most 64 KiB).
+REQUEST_TIMEOUT_SECONDS: Final = 10.0
 KEEP_ALIVE_SECONDS: Final = 5
 MAX_CONNECTIONS: Final = 1000
 SESSION_IDLE_SECONDS: Final = 600.0
 KEY_MEMORY_SECONDS: Final = 600.0
+# A key Retab refused is refused again without asking, for this long.
+REJECTED_KEY_SECONDS: Final = 60.0
+# The share of RETAB_MCP_MAX_SESSIONS one caller's key may hold open (at least one session).
+SESSION_SHARE: Final = 10
 
 
 def create_app(server: RetabMCPServer, settings: Settings) -> ASGIApp:
@@ -87,8 +102,8 @@ def create_app(server: RetabMCPServer, settings: Settings) -> ASGIApp:
 
 
 class Front:
-    """In front of the SDK's app: answers the probes, and 401 to MCP requests that do not say
-    whose Retab key to use (see the top comment)."""
+    """In front of the SDK's app: answers the probes, 401 to MCP requests that do not say whose
+    Retab key to use, and reads each MCP request's body itself (see the top comment)."""
 
     def __init__(self, app: ASGIApp, server: RetabMCPServer, settings: Settings) -> None:
         self.app = app
@@ -97,40 +112,93 @@ class Front:
         self.server_key = settings.uses_server_key
         self.token = settings.auth_token.encode() if settings.auth_token else None
         # Caller's-key mode with sessions: a request that may open one must bring a key Retab accepts.
-        self.session_keys = _AcceptedKeys(server) if settings.stateful and not self.server_key else None
+        self.sessions = _Sessions(server, settings) if settings.stateful and not self.server_key else None
         # Stateless JSON answers are a body this front can write itself: tool calls are admitted
         # here, before the SDK's per-request work (admission.py).
         self.gated = not settings.stateful
 
-    async def _admitted(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A stateless request passed to the SDK holding an admission slot if it is a tool call,
-        or answered here at once (`overloaded`, `shutting_down`) when there is no slot for it."""
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == HEALTH_PATH:
+                await JSONResponse({"status": "ok"})(scope, receive, send)
+                return
+            if path == READY_PATH:
+                ready = self.server.state is not None
+                answer = JSONResponse({"status": "ready" if ready else "starting"}, status_code=200 if ready else 503)
+                await answer(scope, receive, send)
+                return
+            if path.rstrip("/") == self.path:
+                await self._mcp(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        refusal = self._refusal(headers)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        key = caller_key(headers) or ""
+        if self.sessions is not None:
+            # The SDK binds a session to the `user` that opened it, and answers another one 404.
+            scope["user"] = self.sessions.owner(key)
+        if scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
         messages, body = await _read_body(receive)
+        if messages[-1]["type"] != "http.request":
+            return  # the client went away, or missed the request deadline: no one to answer
         replay = _replaying(messages, receive)
-        state = self.server.state
-        call = self._tool_call(body) if body is not None and state is not None else None
-        if call is None or state is None:
+        version = headers.get("mcp-protocol-version")
+        legacy = version is None or version in HANDSHAKE_PROTOCOL_VERSIONS  # the SDK's own routing
+        if self.sessions is not None and "mcp-session-id" not in headers:
+            refusal = await self.sessions.refusal(key, opens=legacy)
+            if refusal is not None:
+                await refusal(scope, replay, send)
+                return
+            if legacy:
+                await self.sessions.opening(key, self.app, scope, replay, send)
+                return
+        if not self.gated or body is None:
             await self.app(scope, replay, send)
             return
-        request_id, endpoint, run_id = call
-        started = time.perf_counter()
-        try:
-            slot = await state.gate.admit(anyio.current_time())
-        except CallFailed as failure:
-            answer = failed(endpoint, run_id, failure)
-            log_call(endpoint, run_id or None, answer, None, started)
-            result = answer.model_dump(by_alias=True, mode="json", exclude_none=True)
-            result.pop("resultType", None)  # 2026-07-28 vocabulary; these answers are to older clients
-            await JSONResponse({"jsonrpc": "2.0", "id": request_id, "result": result})(scope, replay, send)
-            return
-        with state.gate.holding(slot):
-            await self.app(scope, replay, send)
+        serve = self._admitted(body) if version in HANDSHAKE_PROTOCOL_VERSIONS else self.app
+        await _until_gone(serve, scope, messages, receive, send)
+
+    def _admitted(self, body: bytes) -> ASGIApp:
+        """The SDK's app, holding an admission slot while it serves a stateless tool call; or,
+        when there is no slot for it, an answer of this front's (`overloaded`, `shutting_down`)."""
+
+        async def admitted(scope: Scope, receive: Receive, send: Send) -> None:
+            state = self.server.state
+            call = self._tool_call(body) if state is not None else None
+            if call is None or state is None:
+                await self.app(scope, receive, send)
+                return
+            request_id, endpoint, run_id = call
+            started = time.perf_counter()
+            try:
+                slot = await state.gate.admit(anyio.current_time())
+            except CallFailed as failure:
+                answer = failed(endpoint, run_id, failure)
+                log_call(endpoint, run_id or None, answer, None, started)
+                result = answer.model_dump(by_alias=True, mode="json", exclude_none=True)
+                result.pop("resultType", None)  # 2026-07-28 vocabulary; these answers are to older clients
+                await JSONResponse({"jsonrpc": "2.0", "id": request_id, "result": result})(scope, receive, send)
+                return
+            with state.gate.holding(slot):
+                await self.app(scope, receive, send)
+
+        return admitted
 
     def _tool_call(self, body: bytes) -> tuple[str | int, Endpoint, str] | None:
-        """(request id, endpoint, run id) of a JSON-RPC `tools/call` of a served tool, else None."""
+        """(request id, endpoint, run id) of a JSON-RPC `tools/call` of a served tool, else None:
+        then the SDK answers the request, an error included."""
         try:
-            message = json.loads(body)
-        except ValueError:
+            # Decoded first, as the SDK reads it: a BOM or bytes that are not UTF-8 are not a call.
+            message = json.loads(body.decode("utf-8"))
+        except (ValueError, RecursionError):  # RecursionError: nesting ~1,000 deep
             return None
         if not isinstance(message, dict) or message.get("method") != "tools/call":
             return None
@@ -143,30 +211,6 @@ class Front:
         arguments = params.get("arguments")
         run_id = arguments.get(endpoint.kind.id_arg) if isinstance(arguments, dict) else None
         return request_id, endpoint, run_id if isinstance(run_id, str) else ""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = scope["path"]
-            response: Response | None = None
-            if path == HEALTH_PATH:
-                response = JSONResponse({"status": "ok"})
-            elif path == READY_PATH:
-                ready = self.server.state is not None
-                response = JSONResponse({"status": "ready" if ready else "starting"}, status_code=200 if ready else 503)
-            elif path.rstrip("/") == self.path:
-                headers = Headers(scope=scope)
-                response = self._refusal(headers)
-                opens_session = scope["method"] == "POST" and "mcp-session-id" not in headers
-                if response is None and self.session_keys is not None and opens_session:
-                    response = await self.session_keys.refusal(caller_key(headers) or "")
-                legacy = headers.get("mcp-protocol-version") in HANDSHAKE_PROTOCOL_VERSIONS
-                if response is None and self.gated and scope["method"] == "POST" and legacy:
-                    await self._admitted(scope, receive, send)
-                    return
-            if response is not None:
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
     def _refusal(self, headers: Headers) -> Response | None:
         if not self.server_key:
@@ -182,10 +226,9 @@ class Front:
         if presented is None:
             return _unauthorized("missing_token", "Send this server's auth token as `Authorization: Bearer <token>`.")
         if not hmac.compare_digest(presented.encode(), self.token):
-            # 403 without a challenge: MCP clients answer a 401 by starting OAuth, which this server
-            # does not offer, so the user would read about OAuth instead of a wrong token.
-            return _refused(
-                403,
+            # RFC 6750 section 3.1: an invalid token is a 401 with a challenge. The message says
+            # which token, for clients that read a 401 as a cue to start OAuth (README).
+            return _unauthorized(
                 "invalid_token",
                 "The auth token is not valid for this server: send the value of its RETAB_MCP_AUTH_TOKEN.",
             )
@@ -203,7 +246,7 @@ def _refused(status: int, error: str, message: str, headers: dict[str, str] | No
 
 async def _read_body(receive: Receive) -> tuple[list[Message], bytes | None]:
     """The request's messages as read, and its body; None past the size limit (the SDK answers
-    413) or when the client went away."""
+    413) or when the client went away (the last message is then `http.disconnect`)."""
     messages: list[Message] = []
     chunks: list[bytes] = []
     size = 0
@@ -231,75 +274,232 @@ def _replaying(messages: list[Message], receive: Receive) -> Receive:
     return replay
 
 
-class _AcceptedKeys:
-    """The caller keys Retab accepted lately, by fingerprint: who may open a stateful session."""
+async def _until_gone(app: ASGIApp, scope: Scope, messages: list[Message], receive: Receive, send: Send) -> None:
+    """`app` serving a request whose body is read (`messages`), cancelled if its client goes away
+    before the answer: the SDK's stateless JSON path does not watch, and a call waiting for its
+    run would go on polling Retab for no one."""
+    pending = list(messages)
+    gone = anyio.Event()
+    answered = False
 
-    def __init__(self, server: RetabMCPServer) -> None:
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def sending(message: Message) -> None:
+        nonlocal answered
+        await send(message)
+        answered = message["type"] == "http.response.body" and not message.get("more_body", False)
+
+    async def watch(group: anyio.CancelScope) -> None:
+        await receive()  # past the body, only `http.disconnect` comes: the client left, or was answered
+        gone.set()
+        if not answered:
+            group.cancel()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch, group.cancel_scope)
+        await app(scope, replay, sending)
+        group.cancel_scope.cancel()  # answered: the watch is over
+
+
+def _fingerprint(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+
+
+class _Sessions:
+    """Caller's-key mode with sessions: which keys may open one (Retab accepts them), and how many
+    each holds, by key fingerprint (never the key).
+
+    - A key is checked with Retab once, then remembered: accepted for 10 minutes, refused for 60 s,
+      so that a made-up key costs one upstream request, not one per attempt. Concurrent requests
+      with the same unknown key wait for one check. The check takes an admission slot like a
+      tool call, so this server cannot be used to relay unbounded credential checks.
+    - One key holds at most a tenth of RETAB_MCP_MAX_SESSIONS: one tenant cannot take them all.
+    """
+
+    def __init__(self, server: RetabMCPServer, settings: Settings) -> None:
         self._server = server
+        self.share = max(1, settings.max_sessions // SESSION_SHARE)
         self._accepted: dict[str, float] = {}
+        self._rejected: dict[str, float] = {}
+        self._checking: dict[str, anyio.Event] = {}
+        self._opening: Counter[str] = Counter()
 
-    async def refusal(self, key: str) -> Response | None:
-        fingerprint = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+    def owner(self, key: str) -> AuthenticatedUser:
+        fingerprint = _fingerprint(key)
+        return AuthenticatedUser(AccessToken(token=fingerprint, client_id=fingerprint, scopes=[]))
+
+    async def opening(self, key: str, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """`app` serving a request that may open a session, counted as one of the key's until
+        its answer starts: by then the SDK has registered the session, or refused it."""
+        fingerprint = _fingerprint(key)
+        self._opening[fingerprint] += 1
+        counted = True
+
+        def uncount() -> None:
+            nonlocal counted
+            if counted:
+                counted = False
+                self._opening[fingerprint] -= 1
+                if not self._opening[fingerprint]:
+                    del self._opening[fingerprint]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                uncount()
+            await send(message)
+
+        try:
+            await app(scope, receive, sending)
+        finally:
+            uncount()
+
+    def _held(self, fingerprint: str) -> int:
+        """Sessions of this key: those open, and those being opened (an upper bound)."""
+        # The SDK's record of who opened each open session: it has no public view of it.
+        owners = self._server.session_manager._session_owners.values()
+        return self._opening[fingerprint] + sum(1 for owner in owners if owner["client_id"] == fingerprint)
+
+    async def refusal(self, key: str, opens: bool) -> Response | None:
+        """Why a request that may open a session (`opens`) or needs none is refused, or None."""
+        fingerprint = _fingerprint(key)
+        verdict = self._known(fingerprint)
+        if verdict is None:
+            checking = self._checking.get(fingerprint)
+            if checking is None:
+                checking = self._checking[fingerprint] = anyio.Event()
+                try:
+                    answer = await self._check(key, fingerprint)
+                finally:
+                    del self._checking[fingerprint]
+                    checking.set()
+                if answer is not None:
+                    return answer
+            else:
+                await checking.wait()
+            verdict = self._known(fingerprint)
+        if verdict is None:
+            return _unverified()
+        if not verdict:
+            return _unauthorized("invalid_key", "Retab does not accept this API key: no session was opened.")
+        if opens and self._held(fingerprint) >= self.share:
+            return _refused(
+                429,
+                "too_many_sessions",
+                f"This key holds {self.share} sessions, the most one key may hold here (a tenth of "
+                "RETAB_MCP_MAX_SESSIONS): end one (HTTP DELETE) or let it expire, then try again.",
+                {"Retry-After": "60"},
+            )
+        return None
+
+    def _known(self, fingerprint: str) -> bool | None:
+        """True: Retab accepted the key lately; False: it refused it lately; None: not known."""
         now = time.monotonic()
         if self._accepted.get(fingerprint, 0.0) > now:
-            return None
+            return True
+        if self._rejected.get(fingerprint, 0.0) > now:
+            return False
+        return None
+
+    async def _check(self, key: str, fingerprint: str) -> Response | None:
+        """Ask Retab about `key` and remember its answer; a response if the check itself failed."""
         state = self._server.state
         if state is None:
             return JSONResponse({"error": "starting", "message": "The server is starting."}, status_code=503)
         try:
-            # The cheapest authenticated read there is: one edit, status only.
-            await state.client.request(
-                "GET", "/v1/edits", params={"limit": "1"}, api_key=key, verb="list", subject="edits",
-                deadline=state.client.clock() + min(5.0, state.settings.call_timeout),
-            )  # fmt: skip
+            slot = await state.gate.admit(anyio.current_time())
+        except CallFailed:  # overloaded or shutting down
+            return _unverified()
+        try:
+            with state.gate.holding(slot):
+                # The cheapest authenticated read there is: one edit, status only.
+                await state.client.request(
+                    "GET", "/v1/edits", params={"limit": "1"}, api_key=key, verb="list", subject="edits",
+                    deadline=state.client.clock() + min(5.0, state.settings.call_timeout),
+                )  # fmt: skip
         except CallFailed as failure:
-            if failure.code in (ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN):
-                return _unauthorized("invalid_key", "Retab does not accept this API key: no session was opened.")
-            return JSONResponse(
-                {"error": "unverified_key", "message": "The key could not be checked with Retab; try again."},
-                status_code=503,
-                headers={"Retry-After": "5"},
-            )
-        if len(self._accepted) > 10_000:
-            self._accepted = {seen: until for seen, until in self._accepted.items() if until > now}
-        self._accepted[fingerprint] = now + KEY_MEMORY_SECONDS
+            if failure.code not in (ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN):
+                return _unverified()
+            _remember(self._rejected, fingerprint, REJECTED_KEY_SECONDS)
+            return None
+        _remember(self._accepted, fingerprint, KEY_MEMORY_SECONDS)
         return None
 
 
-class _HeaderTimeoutProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with a deadline for each request's headers.
+def _remember(memory: dict[str, float], fingerprint: str, seconds: float) -> None:
+    now = time.monotonic()
+    if len(memory) > 10_000:
+        for seen, until in list(memory.items()):
+            if until <= now:
+                del memory[seen]
+    memory[fingerprint] = now + seconds
 
-    uvicorn arms no timer on a new connection, and its keep-alive timer is reset by every byte:
-    a client that sends one header byte every few seconds held a connection (and a slot of the
-    server's) for ever. Here a request's headers must be complete within `header_timeout` of the
-    connection's opening or of the end of the previous response."""
 
-    header_timeout = HEADER_TIMEOUT_SECONDS
+def _unverified() -> Response:
+    return JSONResponse(
+        {"error": "unverified_key", "message": "The key could not be checked with Retab; try again."},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+class _BoundedProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for each whole request, and probes answered
+    whatever the load.
+
+    - uvicorn arms no timer on a new connection, its keep-alive timer is reset by every byte, and
+      it has no body timeout: a client that sent one byte every few seconds, of its headers or of
+      its body, held a connection (and a slot of the server's) for ever. Here a request's headers
+      and body must be complete within `request_timeout` of the connection's opening or of the
+      end of the previous response; else the connection is closed.
+    - uvicorn's `limit_concurrency` answers 503 to every request past it, /healthz included, and
+      an orchestrator then restarts a pod that is only busy: the probes are exempt.
+    """
+
+    request_timeout = REQUEST_TIMEOUT_SECONDS
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._header_timer: asyncio.TimerHandle | None = self.loop.call_later(self.header_timeout, self._too_slow)
+        self._request_timer: asyncio.TimerHandle | None = self.loop.call_later(self.request_timeout, self._too_slow)
+
+    @property
+    def limit_concurrency(self) -> int | None:
+        # Read by uvicorn as it starts a request, once `self.scope` is that request's.
+        if self.scope is not None and self.scope["path"] in PROBE_PATHS:
+            return None
+        return self._limit_concurrency
+
+    @limit_concurrency.setter
+    def limit_concurrency(self, value: int | None) -> None:
+        self._limit_concurrency = value
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self._header_timer is not None and self.conn.their_state is not h11.IDLE:
-            self._header_timer.cancel()  # this request's headers are in
-            self._header_timer = None
+        if self._request_timer is not None and self.conn.their_state not in _RECEIVING:
+            self._request_timer.cancel()  # this request is in, whole
+            self._request_timer = None
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
-            self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
+        if self._request_timer is None and not self.transport.is_closing() and self.conn.their_state in _RECEIVING:
+            self._request_timer = self.loop.call_later(self.request_timeout, self._too_slow)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
+        if self._request_timer is not None:
+            self._request_timer.cancel()
         super().connection_lost(exc)
 
     def _too_slow(self) -> None:
-        self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        self._request_timer = None
+        if self.conn.their_state in _RECEIVING and not self.transport.is_closing():
             self.transport.close()
+
+
+# The states of a client still sending its request (or about to).
+_RECEIVING: Final = (h11.IDLE, h11.SEND_BODY)
 
 
 class _DrainingServer(uvicorn.Server):
@@ -349,7 +549,8 @@ def start_line(settings: Settings, port: int) -> str:
     if settings.sandbox:
         key = "the embedded Retab sandbox's (no real key is used)"
     elif not settings.uses_server_key:
-        key = f"each caller's own, sent with every request; Retab API at {retab}"
+        ignored = " (RETAB_MCP_AUTH_TOKEN is set and ignored)" if settings.auth_token else ""
+        key = f"each caller's own, sent with every request{ignored}; Retab API at {retab}"
     elif settings.auth_token:
         key = f"the server's, for callers presenting RETAB_MCP_AUTH_TOKEN; Retab API at {retab}"
     else:
@@ -362,7 +563,7 @@ def uvicorn_config(server: RetabMCPServer, settings: Settings) -> uvicorn.Config
         create_app(server, settings),
         host=settings.host,
         port=settings.port,
-        http=_HeaderTimeoutProtocol,
+        http=_BoundedProtocol,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         limit_concurrency=MAX_CONNECTIONS,
         log_config=None,  # the process's stderr logging, keys masked

@@ -413,11 +413,11 @@ async def test_calls_waiting_for_their_run_leave_room_for_others(settings: Setti
 
 
 @contextmanager
-def in_process_http(settings: Settings, header_timeout: float) -> Iterator[str]:
-    """The HTTP transport served from a thread of this process, with a short header deadline."""
+def in_process_http(settings: Settings, request_timeout: float) -> Iterator[str]:
+    """The HTTP transport served from a thread of this process, with a short request deadline."""
     server = RetabMCPServer(settings)
     config = http.uvicorn_config(server, settings)
-    config.http = type("QuickHeaders", (http._HeaderTimeoutProtocol,), {"header_timeout": header_timeout})
+    config.http = type("QuickRequests", (http._BoundedProtocol,), {"request_timeout": request_timeout})
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
@@ -445,7 +445,7 @@ def closed_by_peer(connection: socket.socket) -> bool:
 def test_slow_and_idle_connections_are_closed_and_others_are_served(sandbox: RunningSandbox) -> None:
     port = free_port()
     settings = Settings(base_url=sandbox.base_url, transport="http", port=port)
-    with in_process_http(settings, header_timeout=0.5) as url:
+    with in_process_http(settings, request_timeout=0.5) as url:
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
         slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
         for connection in slow:
@@ -502,8 +502,8 @@ async def test_sessions_beyond_the_cap_are_refused(sandbox: RunningSandbox) -> N
     with http_server("--stateful", RETAB_API_BASE_URL=sandbox.base_url, RETAB_MCP_MAX_SESSIONS="2") as server:
         async with httpx.AsyncClient() as raw:
             answers = [
-                await raw.post(server.mcp, json=INITIALIZE, headers={**LEGACY_HEADERS, "Api-Key": KEY_A})
-                for _ in range(3)
+                await raw.post(server.mcp, json=INITIALIZE, headers={**LEGACY_HEADERS, "Api-Key": key})
+                for key in (KEY_A, "rt_test_second_tenant", "rt_test_third_tenant")
             ]
     assert [answer.status_code for answer in answers] == [200, 200, 503]
 

@@ -348,7 +348,7 @@ def test_callers_key_mode(caller_key_server: HttpServer, headers: dict[str, str]
         ({}, 401, "missing_token"),
         ({"Api-Key": TOKEN}, 401, "missing_token"),
         ({"Authorization": f"Basic {TOKEN}"}, 401, "missing_token"),
-        ({"Authorization": "Bearer wrong-token"}, 403, "invalid_token"),  # no challenge: not an OAuth server
+        ({"Authorization": "Bearer wrong-token"}, 401, "invalid_token"),  # RFC 6750 section 3.1
         ({"Authorization": f"Bearer {TOKEN}"}, 200, None),
     ],
     ids=["no-token", "api-key-header", "wrong-scheme", "wrong-token", "right-token"],
@@ -361,8 +361,7 @@ def test_server_key_mode_requires_the_auth_token(
     assert response.status_code == status
     if error:
         assert response.json()["error"] == error
-        challenge = response.headers.get("www-authenticate")
-        assert (f'error="{error}"' in challenge) if status == 401 else challenge is None
+        assert response.headers["www-authenticate"] == f'Bearer realm="retab-mcp", error="{error}"'
         assert sandbox.sandbox.recorded() == []
     else:
         assert response.json()["result"]["structuredContent"]["status"] == "cancelled"
