@@ -20,7 +20,7 @@ from retab_mcp.config import Settings
 from retab_mcp.sandbox import SANDBOX_API_KEY
 from retab_mcp.server import RetabMCPServer
 from scripts import build_mcpb
-from tests.support import clean_env
+from tests.support import tool_env
 
 pytestmark = [
     pytest.mark.slow,
@@ -35,7 +35,7 @@ RUN_ENVIRONMENT = {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "UV_LOCKED", "UV_FRO
 
 def mcpb(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*build_mcpb.MCPB, *args], capture_output=True, text=True, timeout=300, check=False, env=clean_env()
+        [*build_mcpb.MCPB, *args], capture_output=True, text=True, timeout=300, check=False, env=tool_env()
     )
 
 
@@ -96,7 +96,7 @@ async def test_the_packed_bundle_installs_starts_and_lists_the_tools(settings: S
     uv = shutil.which(config["command"])  # Claude Desktop brings its own uv for `server.type: "uv"`
     assert uv is not None, f"{config['command']} is not on PATH"
     # uv must build the bundle's own environment, not reuse or re-sync the one running the tests.
-    env = {k: v for k, v in clean_env().items() if k not in RUN_ENVIRONMENT}
+    env = {k: v for k, v in tool_env().items() if k not in RUN_ENVIRONMENT}
     env |= {name: substitute(value, variables) for name, value in config["env"].items()}
     params = StdioServerParameters(
         command=uv, args=[substitute(arg, variables) for arg in config["args"]], env=env, cwd=str(tmp_path)

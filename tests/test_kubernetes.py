@@ -5,7 +5,6 @@ CLI, the probes hit the real routes, every variable is one the server reads, and
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ import yaml
 from retab_mcp.cli import _parser
 from retab_mcp.config import ENV_VARS, Settings
 from retab_mcp.http import HEALTH_PATH, READY_PATH
+from tests.support import tool_env
 
 ROOT = Path(__file__).parent.parent
 MANIFESTS = sorted((ROOT / "manifests" / "kubernetes").glob("*.yaml"))
@@ -110,7 +110,7 @@ def test_the_dockerfiles_uv_steps_build_from_the_lock_file(tmp_path: Path) -> No
     assert all("--locked" in step for step in steps)
     for name in ("pyproject.toml", "uv.lock", "README.md"):
         shutil.copy(ROOT / name, tmp_path / name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT"))}
+    env = {k: v for k, v in tool_env().items() if not k.startswith(("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT"))}
     env |= {"UV_COMPILE_BYTECODE": "1", "UV_LINK_MODE": "copy"}
     for step in steps:
         if "--no-install-project" not in step:  # the second step comes after `COPY retab_mcp`
