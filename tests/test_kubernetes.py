@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from retab_mcp import __version__
 from retab_mcp.cli import _parser
 from retab_mcp.config import ENV_VARS, Settings
 from retab_mcp.http import HEALTH_PATH, READY_PATH
@@ -43,7 +44,7 @@ def test_manifest_validates_against_the_kubernetes_schema(path: Path, version: s
 
 def test_the_set_is_complete() -> None:
     kinds = {doc["kind"] for doc in documents()}
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler"} <= kinds
+    assert {"Namespace", "Deployment", "Service", "HorizontalPodAutoscaler"} <= kinds
 
 
 def test_container_flags_and_probes_match_the_server() -> None:
@@ -85,6 +86,35 @@ def test_hardening_and_scale_out() -> None:
     hpa = by_kind("HorizontalPodAutoscaler")["spec"]
     assert hpa["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     assert hpa["minReplicas"] >= 2
+
+
+def test_every_manifest_names_the_one_namespace_the_set_creates() -> None:
+    """Applied into whatever namespace the context has, the set would split or land in `default`."""
+    namespace = by_kind("Namespace")["metadata"]["name"]
+    others = [doc for doc in documents() if doc["kind"] != "Namespace"]
+    assert others
+    assert {doc["metadata"].get("namespace") for doc in others} == {namespace}
+    # The Service's in-cluster names, as the DNS-rebinding protection must accept them.
+    [container] = by_kind("Deployment")["spec"]["template"]["spec"]["containers"]
+    hosts = next(env["value"] for env in container["env"] if env["name"] == "RETAB_MCP_ALLOWED_HOSTS").split(",")
+    service = by_kind("Service")["metadata"]["name"]
+    assert {f"{service}.{namespace}.svc:*", f"{service}.{namespace}.svc.cluster.local:*"} <= set(hosts)
+    assert [h for h in hosts if ".svc" in h and f".{namespace}.svc" not in h] == []
+    # The Secret is made by hand, from the example's command: in the same namespace.
+    assert f"--namespace {namespace}" in (ROOT / "manifests" / "kubernetes" / "secret.example.yaml").read_text()
+
+
+def test_the_deployments_image_is_the_one_a_release_publishes() -> None:
+    release = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    job = release["jobs"]["image"]
+    assert job["needs"] == "build"  # the job that checks that the tag names __version__
+    assert job["permissions"]["packages"] == "write"
+    script = "\n".join(step.get("run", "") for step in job["steps"])
+    assert 'tag="$IMAGE:${GITHUB_REF_NAME#v}"' in script  # tag vX.Y.Z: IMAGE:X.Y.Z
+    assert 'docker build --tag "$tag" .' in script  # from this repository's Dockerfile
+    assert 'docker push "$tag"' in script
+    [container] = by_kind("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"{job['env']['IMAGE']}:{__version__}"
 
 
 def dockerfile_lines(prefix: str) -> list[str]:
