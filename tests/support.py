@@ -1,4 +1,5 @@
-"""Helpers for tests that run retab-mcp as a real subprocess, the way clients and users do."""
+"""Helpers for tests that run retab-mcp as a real subprocess, the way clients and users do, and
+the external tools that drive it (tool_env: never with the user's HOME)."""
 
 from __future__ import annotations
 

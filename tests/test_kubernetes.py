@@ -1,7 +1,8 @@
 """The Kubernetes manifests and the Dockerfile: valid against the Kubernetes schemas (offline,
 with kubernetes-validate), and true to the server: the container's flags parse with the real
-CLI, the probes hit the real routes, every variable is one the server reads, and the image's
-`uv sync` steps succeed from the lock file."""
+CLI, the probes hit the real routes, every variable is one the server reads, the image's
+`uv sync` steps succeed from the lock file, every manifest names one namespace, and the image
+the Deployment names is the one a release publishes."""
 
 from __future__ import annotations
 
