@@ -10,7 +10,10 @@ What users get wrong when they copy an entry by hand, and what this does instead
   as a placeholder unless `--api-key-env` says to copy it (VS Code prompts for it instead).
 - Hand edits lose other servers or break the JSON: `--write` merges into the file, keeps every
   other key, writes a backup first, replaces the file atomically, and will not replace an
-  existing `retab` entry without `--force`.
+  existing `retab` entry without `--force`. Replacing it keeps what the user put in its `env`:
+  the key they pasted is never put back to the placeholder, and never printed.
+- VS Code's mcp.json is JSONC (comments, trailing commas): it is read as such, and written back
+  as plain JSON, which cannot hold comments; the backup keeps them, and one stderr line says so.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class Client:
     servers_key: str  # the object in the file that holds servers by name
     entry_fields: Mapping[str, str] = field(default_factory=dict)  # fields every entry carries
     prompts_for_key: bool = False  # VS Code's `inputs`
+    jsonc: bool = False  # the file may hold comments and trailing commas
     restart: str = ""
 
 
@@ -67,6 +71,7 @@ CLIENTS: Final = {
             "servers",
             {"type": "stdio"},
             prompts_for_key=True,
+            jsonc=True,
             restart="Start the server from the MCP view in VS Code.",
         ),
         Client(
@@ -204,19 +209,45 @@ class Written:
     path: Path
     backup: Path | None
     changed: bool
+    server: dict[str, Any]  # the entry as it is in the file
+    comments_dropped: bool = False
+
+
+def _holds_a_key(value: object) -> bool:
+    """A key the user put there: anything but nothing and our placeholder (a real key, or a
+    reference such as VS Code's `${input:...}` or `${env:...}`)."""
+    return isinstance(value, str) and bool(value.strip()) and value != KEY_PLACEHOLDER
+
+
+def keep_users_env(current: object, server: dict[str, Any]) -> dict[str, Any]:
+    """`server` with the `env` the user set in the `current` entry kept: every variable it does
+    not set itself, and the key unless `server` brings one (not a placeholder or a prompt)."""
+    if not isinstance(current, dict) or not isinstance(current.get("env"), dict):
+        return server
+    users: dict[str, Any] = current["env"]
+    env = {**users, **server["env"]}
+    if _holds_a_key(users.get(KEY_VAR)) and not _is_key(server["env"][KEY_VAR]):
+        env[KEY_VAR] = users[KEY_VAR]
+    return {**server, "env": env}
+
+
+def _is_key(value: str) -> bool:
+    return _holds_a_key(value) and not value.startswith("${input:")
 
 
 def merge(client: Client, existing: dict[str, Any], server: dict[str, Any], *, force: bool) -> dict[str, Any] | None:
-    """`existing` with the `retab` entry set to `server`; None when it already is exactly that."""
+    """`existing` with the `retab` entry set to `server` (keeping the user's env, keep_users_env);
+    None when it already is exactly that."""
     servers = existing.get(client.servers_key, {})
     if not isinstance(servers, dict):
         raise SetupError(f"`{client.servers_key}` in the file is not a JSON object; fix it by hand first.")
     inputs = existing.get("inputs", [])
     if not isinstance(inputs, list):
         raise SetupError("`inputs` in the file is not a JSON array; fix it by hand first.")
+    current = servers.get(SERVER_NAME)
+    server = keep_users_env(current, server)
     wants_prompt = _uses_key_prompt(server)
     has_prompt = any(isinstance(i, dict) and i.get("id") == VSCODE_KEY_INPUT["id"] for i in inputs)
-    current = servers.get(SERVER_NAME)
     if current == server and (has_prompt or not wants_prompt):
         return None
     if current is not None and current != server and not force:
@@ -235,22 +266,26 @@ def merge(client: Client, existing: dict[str, Any], server: dict[str, Any], *, f
 def write(client: Client, path: Path, server: dict[str, Any], *, force: bool) -> Written:
     """Merge `server` into the config file at `path`, backup first, atomic replace."""
     existing: dict[str, Any] = {}
+    had_comments = False
     if path.exists():
         text = path.read_text(encoding="utf-8")
+        if client.jsonc:
+            text, had_comments = strip_jsonc(text, path)
         if text.strip():
             try:
                 loaded = json.loads(text)
             except json.JSONDecodeError as exc:
+                allowed = "" if client.jsonc else f"; {client.title} reads plain JSON, without comments"
                 raise SetupError(
-                    f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}); comments are not supported "
-                    "here. Fix the file or add the printed entry by hand."
+                    f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}){allowed}. "
+                    "Fix the file or add the printed entry by hand."
                 ) from None
             if not isinstance(loaded, dict):
                 raise SetupError(f"{path} does not hold a JSON object.")
             existing = loaded
     merged = merge(client, existing, server, force=force)
     if merged is None:
-        return Written(path, None, changed=False)
+        return Written(path, None, changed=False, server=existing[client.servers_key][SERVER_NAME])
     backup = _backup(path) if path.exists() else None
     path.parent.mkdir(parents=True, exist_ok=True)
     # The file can hold keys: a new one is private to the user; an existing one keeps its mode.
@@ -265,7 +300,43 @@ def write(client: Client, path: Path, server: dict[str, Any], *, force: bool) ->
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return Written(path, backup, changed=True)
+    return Written(path, backup, True, merged[client.servers_key][SERVER_NAME], comments_dropped=had_comments)
+
+
+def strip_jsonc(text: str, path: Path) -> tuple[str, bool]:
+    """JSONC `text` as plain JSON (comments and trailing commas out, strings untouched, line
+    numbers kept for the parser's error message), and whether it had comments."""
+    out: list[str] = []  # single characters, and whole strings as one item
+    comments = False
+    i = 0
+    while i < len(text):
+        if text[i] == '"':
+            end = i + 1
+            while end < len(text) and text[end] not in '"\n':
+                end += 2 if text[end] == "\\" else 1
+            out.append(text[i : end + 1])
+            i = end + 1
+        elif text.startswith("//", i):
+            comments = True
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+        elif text.startswith("/*", i):
+            comments = True
+            end = text.find("*/", i + 2)
+            if end < 0:
+                raise SetupError(f"{path} has a /* comment that never ends.")
+            out.append("\n" * text.count("\n", i, end) or " ")
+            i = end + 2
+        else:
+            if text[i] in "}]":
+                last = len(out) - 1
+                while last >= 0 and out[last].isspace():
+                    last -= 1
+                if last >= 0 and out[last] == ",":
+                    out[last] = " "
+            out.append(text[i])
+            i += 1
+    return "".join(out), comments
 
 
 def _backup(path: Path) -> Path:
@@ -332,7 +403,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"Wrote the retab entry to {written.path}.")
     if written.backup:
         print(f"Backup of the previous file: {written.backup}")
-    if api_key is None and not client.prompts_for_key:
+    if written.comments_dropped:
+        print(
+            f"retab-mcp config: JSON cannot keep the comments {written.path} had; the backup has them.",
+            file=sys.stderr,
+        )
+    key = written.server.get("env", {}).get(KEY_VAR)
+    if key == KEY_PLACEHOLDER:
         print(f"Now replace {KEY_PLACEHOLDER} in that file with your Retab API key.")
+    elif api_key is None and key != server["env"][KEY_VAR]:
+        print("Kept the Retab API key the entry already had.")
     print(client.restart)
     return 0

@@ -1,7 +1,9 @@
-"""Helpers for tests that run retab-mcp as a real subprocess, the way clients and users do."""
+"""Helpers for tests that run retab-mcp as a real subprocess, the way clients and users do, and
+the external tools that drive it (tool_env: never with the user's HOME)."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
@@ -29,6 +31,46 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in names and not k.startswith("RETAB_")}
     env.update(extra)
     return env
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """clean_env(**extra) for an external tool (the Inspector, the conformance suite, mcpb, uv):
+    HOME is a new empty directory, so nothing the user's home holds (the Inspector's stored OAuth
+    state, a keychain notice it prints because of it, a tool's own config) changes what a test sees.
+
+    What the tools need to reach their registries is kept: npm's cache and user config, uv's cache
+    and Pythons, resolved once from the real HOME, so nothing is downloaded again.
+    """
+    home = tempfile.mkdtemp(prefix="retab-mcp-home-")
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    env = {k: v for k, v in clean_env().items() if not k.startswith("XDG_")}  # XDG_* point into the real home
+    env |= {"HOME": home, **_package_manager_settings()}
+    if "USERPROFILE" in env:  # Windows' HOME
+        env["USERPROFILE"] = home
+    env.update(extra)
+    return env
+
+
+@functools.cache
+def _package_manager_settings() -> dict[str, str]:
+    """Where npm and uv keep their caches and configuration under the real HOME, as variables."""
+    settings: dict[str, str] = {}
+
+    def ask(*command: str) -> str:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    if npm := shutil.which("npm"):
+        if cache := ask(npm, "config", "get", "cache"):
+            settings["npm_config_cache"] = cache
+        if (userconfig := ask(npm, "config", "get", "userconfig")) and Path(userconfig).is_file():
+            settings["npm_config_userconfig"] = userconfig  # the registry, a proxy, a CA
+    if uv := os.environ.get("UV") or shutil.which("uv"):
+        if cache := ask(uv, "cache", "dir"):
+            settings["UV_CACHE_DIR"] = cache
+        if pythons := ask(uv, "python", "dir"):
+            settings["UV_PYTHON_INSTALL_DIR"] = pythons
+    return settings
 
 
 @contextmanager
@@ -75,6 +117,7 @@ def npm_command(package: str, name: str) -> str:
             capture_output=True,
             text=True,
             timeout=600,
+            env=tool_env(),
         )
     assert done.returncode == 0, f"npx could not install {package}: {done.stderr[-2000:]}"
     path = done.stdout.strip().splitlines()[-1]

@@ -4,6 +4,7 @@ to, against the sandbox on loopback. Skipped, with the reason, only when npx is 
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
@@ -20,7 +22,7 @@ from retab_mcp.config import Settings
 from retab_mcp.sandbox import SANDBOX_API_KEY
 from retab_mcp.server import RetabMCPServer
 from scripts import build_mcpb
-from tests.support import clean_env
+from tests.support import tool_env
 
 pytestmark = [
     pytest.mark.slow,
@@ -35,7 +37,7 @@ RUN_ENVIRONMENT = {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "UV_LOCKED", "UV_FRO
 
 def mcpb(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*build_mcpb.MCPB, *args], capture_output=True, text=True, timeout=300, check=False, env=clean_env()
+        [*build_mcpb.MCPB, *args], capture_output=True, text=True, timeout=300, check=False, env=tool_env()
     )
 
 
@@ -71,16 +73,28 @@ async def test_the_packed_bundle_installs_starts_and_lists_the_tools(settings: S
     assert packed.returncode == 0, packed.stdout + packed.stderr
     with zipfile.ZipFile(bundle) as archive:
         names = set(archive.namelist())
-    assert {"manifest.json", "icon.png", "pyproject.toml", "README.md", "retab_mcp/__main__.py"} <= names
+    assert {"manifest.json", "icon.png", "pyproject.toml", "uv.lock", "README.md", "retab_mcp/__main__.py"} <= names
     assert not any("__pycache__" in name for name in names)
 
     unpacked = tmp_path / "installed"
     done = mcpb("unpack", str(bundle), str(unpacked))
     assert done.returncode == 0, done.stdout + done.stderr
-    # The host installs from this pyproject: the repository's test groups must not come along.
+    # The host installs from this pyproject: the repository's test groups must not come along,
+    # its uv settings must (system-certs: installs work behind a TLS-inspecting proxy).
     bundled = tomllib.loads((unpacked / "pyproject.toml").read_text())
     assert "dependency-groups" not in bundled
-    assert "uv" not in bundled.get("tool", {})
+    assert bundled["tool"]["uv"] == {"system-certs": True}
+    # ... at the versions this repository locks and tests: the bundle's lock matches its pyproject
+    # and holds the repository's locked version of every package it has.
+    check = await anyio.run_process(
+        [shutil.which("uv") or "uv", "lock", "--check"], cwd=unpacked, env=tool_env(), check=False
+    )
+    assert check.returncode == 0, check.stderr.decode()
+    locked = locked_versions(unpacked / "uv.lock")
+    repository = locked_versions(build_mcpb.ROOT / "uv.lock")
+    assert {"httpx", "mcp", "pydantic", "pydantic-core", "anyio", "starlette"} <= set(locked)
+    assert {name: repository[name] for name in locked} == locked
+    assert not {"pytest", "mypy", "openai-agents"} & set(locked)
 
     # What the host runs: mcp_config, with its variables filled in as Claude Desktop fills them.
     manifest: dict[str, Any] = json.loads((unpacked / "manifest.json").read_text())
@@ -96,7 +110,7 @@ async def test_the_packed_bundle_installs_starts_and_lists_the_tools(settings: S
     uv = shutil.which(config["command"])  # Claude Desktop brings its own uv for `server.type: "uv"`
     assert uv is not None, f"{config['command']} is not on PATH"
     # uv must build the bundle's own environment, not reuse or re-sync the one running the tests.
-    env = {k: v for k, v in clean_env().items() if k not in RUN_ENVIRONMENT}
+    env = {k: v for k, v in tool_env().items() if k not in RUN_ENVIRONMENT}
     env |= {name: substitute(value, variables) for name, value in config["env"].items()}
     params = StdioServerParameters(
         command=uv, args=[substitute(arg, variables) for arg in config["args"]], env=env, cwd=str(tmp_path)
@@ -112,3 +126,14 @@ async def test_the_packed_bundle_installs_starts_and_lists_the_tools(settings: S
     assert result.structured_content is not None
     assert result.structured_content["ok"] is True, result.structured_content
     assert (unpacked / ".venv").is_dir()  # installed from the bundle, not from this checkout
+    probe = "import importlib.metadata as m; print({d.metadata['Name'].lower(): d.version for d in m.distributions()})"
+    python = unpacked / ".venv" / "bin" / "python"
+    installed = ast.literal_eval((await anyio.run_process([python, "-c", probe])).stdout.decode())
+    for name in ("httpx", "mcp", "pydantic"):
+        assert installed[name] == locked[name], name
+
+
+def locked_versions(lock: Path) -> dict[str, str]:
+    """Every package of a uv.lock but the project itself, by name: its version."""
+    packages = tomllib.loads(lock.read_text())["package"]
+    return {p["name"]: p["version"] for p in packages if p["name"] != "retab-mcp"}

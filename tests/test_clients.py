@@ -122,6 +122,74 @@ def test_write_refuses_a_file_it_cannot_merge_and_leaves_it_alone(tmp_path: Path
     assert backups(path) == []
 
 
+def test_force_keeps_the_key_and_settings_the_user_put_in_the_entry(tmp_path: Path) -> None:
+    path = tmp_path / "claude_desktop_config.json"
+    assert config("claude-desktop", "--launcher", "python", "--write", "--config-path", str(path)).returncode == 0
+    pasted = "rt_live_pasted_by_hand_4f9a"
+    doc = json.loads(path.read_text())
+    doc["mcpServers"]["retab"]["env"] = {"RETAB_API_KEY": pasted, "RETAB_MCP_READ_ONLY": "true"}
+    path.write_text(json.dumps(doc))
+
+    # The same entry but for the key: nothing to replace, so no --force needed.
+    same = config("claude-desktop", "--launcher", "python", "--write", "--config-path", str(path))
+    assert (same.returncode, "nothing to do" in same.stdout) == (0, True), same.stderr
+    # Another way to start it (the clone moved, or uvx): replaced, with the user's env kept.
+    moved = config("claude-desktop", "--launcher", "uvx", "--write", "--force", "--config-path", str(path))
+    assert moved.returncode == 0, moved.stderr
+    retab = json.loads(path.read_text())["mcpServers"]["retab"]
+    assert retab["args"][-1] == "retab-mcp"
+    assert retab["env"] == {"RETAB_API_KEY": pasted, "RETAB_MCP_READ_ONLY": "true"}
+    assert pasted not in moved.stdout + moved.stderr
+    assert clients.KEY_PLACEHOLDER not in moved.stdout
+    assert "Kept the Retab API key" in moved.stdout
+    # A key given on purpose replaces it.
+    given = config(
+        "claude-desktop", "--api-key-env", "--write", "--force", "--config-path", str(path), RETAB_API_KEY="rt_live_new"
+    )
+    assert given.returncode == 0, given.stderr
+    assert json.loads(path.read_text())["mcpServers"]["retab"]["env"]["RETAB_API_KEY"] == "rt_live_new"
+
+
+JSONC = """// VS Code's own format: comments and trailing commas.
+{
+  "servers": {
+    /* a server of the user's */
+    "github": {"type": "http", "url": "https://x.example//not-a-comment/*nor-this*/", "note": "a,}"},
+  },
+  "inputs": [],
+}
+"""
+
+
+def test_vscode_reads_its_jsonc_file_and_says_the_comments_stay_in_the_backup(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text(JSONC)
+    done = config("vscode", "--write", "--config-path", str(path))
+    assert done.returncode == 0, done.stderr
+    written = json.loads(path.read_text())  # plain JSON from here on
+    assert written["servers"]["github"] == {
+        "type": "http",
+        "url": "https://x.example//not-a-comment/*nor-this*/",
+        "note": "a,}",
+    }
+    assert set(written["servers"]) == {"github", "retab"}
+    [backup] = backups(path)
+    assert backup.read_text() == JSONC
+    [line] = done.stderr.splitlines()
+    assert "comments" in line
+    assert str(backup) in done.stdout
+
+
+def test_vscode_refuses_a_comment_that_never_ends_and_leaves_the_file_alone(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text('{"servers": {}} /* unfinished')
+    done = config("vscode", "--write", "--config-path", str(path))
+    assert done.returncode == 1
+    assert "never ends" in done.stderr
+    assert path.read_text() == '{"servers": {}} /* unfinished'
+    assert backups(path) == []
+
+
 def test_vscode_prompts_for_the_key_and_keeps_other_inputs(tmp_path: Path) -> None:
     path = tmp_path / "mcp.json"
     other_input = {"type": "promptString", "id": "github-token", "password": True}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import npm_command
+from tests.support import npm_command, tool_env
 from tests.test_http import HttpServer, http_server
 from tests.test_inspector import inspector
 
@@ -54,6 +54,7 @@ def node22_path() -> str:
             check=True,
             capture_output=True,
             timeout=300,
+            env=tool_env(),
         )
     # The suite's command (`#!/usr/bin/env node`) runs with the first `node` on PATH: this one.
     return os.pathsep.join([str(bin_dir), os.environ["PATH"]])
@@ -98,7 +99,7 @@ def test_conformance_scenario(
     if spec:
         command += ["--spec-version", spec]
     command += ["--expected-failures", str(BASELINE)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "PATH": node22_path})
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=tool_env(PATH=node22_path))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     [checks_file] = tmp_path.glob("*/checks.json")
     checks = json.loads(checks_file.read_text())

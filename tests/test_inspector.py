@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import npm_command
+from tests.support import npm_command, tool_env
 
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 SERVER = [sys.executable, "-m", "retab_mcp", "--sandbox"]
@@ -28,6 +28,7 @@ def inspector(*args: str, target: Sequence[str] = SERVER) -> tuple[int, dict[str
         capture_output=True,
         text=True,
         timeout=180,
+        env=tool_env(),
     )
     output = json.loads(done.stdout) if done.stdout.strip() else {}
     return done.returncode, output, done.stderr

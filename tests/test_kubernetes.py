@@ -1,11 +1,11 @@
 """The Kubernetes manifests and the Dockerfile: valid against the Kubernetes schemas (offline,
 with kubernetes-validate), and true to the server: the container's flags parse with the real
-CLI, the probes hit the real routes, every variable is one the server reads, and the image's
-`uv sync` steps succeed from the lock file."""
+CLI, the probes hit the real routes, every variable is one the server reads, the image's
+`uv sync` steps succeed from the lock file, every manifest names one namespace, and the image
+the Deployment names is the one a release publishes."""
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -16,9 +16,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from retab_mcp import __version__
 from retab_mcp.cli import _parser
 from retab_mcp.config import ENV_VARS, Settings
 from retab_mcp.http import HEALTH_PATH, READY_PATH
+from tests.support import tool_env
 
 ROOT = Path(__file__).parent.parent
 MANIFESTS = sorted((ROOT / "manifests" / "kubernetes").glob("*.yaml"))
@@ -43,7 +45,7 @@ def test_manifest_validates_against_the_kubernetes_schema(path: Path, version: s
 
 def test_the_set_is_complete() -> None:
     kinds = {doc["kind"] for doc in documents()}
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler"} <= kinds
+    assert {"Namespace", "Deployment", "Service", "HorizontalPodAutoscaler"} <= kinds
 
 
 def test_container_flags_and_probes_match_the_server() -> None:
@@ -87,6 +89,35 @@ def test_hardening_and_scale_out() -> None:
     assert hpa["minReplicas"] >= 2
 
 
+def test_every_manifest_names_the_one_namespace_the_set_creates() -> None:
+    """Applied into whatever namespace the context has, the set would split or land in `default`."""
+    namespace = by_kind("Namespace")["metadata"]["name"]
+    others = [doc for doc in documents() if doc["kind"] != "Namespace"]
+    assert others
+    assert {doc["metadata"].get("namespace") for doc in others} == {namespace}
+    # The Service's in-cluster names, as the DNS-rebinding protection must accept them.
+    [container] = by_kind("Deployment")["spec"]["template"]["spec"]["containers"]
+    hosts = next(env["value"] for env in container["env"] if env["name"] == "RETAB_MCP_ALLOWED_HOSTS").split(",")
+    service = by_kind("Service")["metadata"]["name"]
+    assert {f"{service}.{namespace}.svc:*", f"{service}.{namespace}.svc.cluster.local:*"} <= set(hosts)
+    assert [h for h in hosts if ".svc" in h and f".{namespace}.svc" not in h] == []
+    # The Secret is made by hand, from the example's command: in the same namespace.
+    assert f"--namespace {namespace}" in (ROOT / "manifests" / "kubernetes" / "secret.example.yaml").read_text()
+
+
+def test_the_deployments_image_is_the_one_a_release_publishes() -> None:
+    release = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    job = release["jobs"]["image"]
+    assert job["needs"] == "build"  # the job that checks that the tag names __version__
+    assert job["permissions"]["packages"] == "write"
+    script = "\n".join(step.get("run", "") for step in job["steps"])
+    assert 'tag="$IMAGE:${GITHUB_REF_NAME#v}"' in script  # tag vX.Y.Z: IMAGE:X.Y.Z
+    assert 'docker build --tag "$tag" .' in script  # from this repository's Dockerfile
+    assert 'docker push "$tag"' in script
+    [container] = by_kind("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"{job['env']['IMAGE']}:{__version__}"
+
+
 def dockerfile_lines(prefix: str) -> list[str]:
     return [
         line[len(prefix) :].strip()
@@ -110,7 +141,7 @@ def test_the_dockerfiles_uv_steps_build_from_the_lock_file(tmp_path: Path) -> No
     assert all("--locked" in step for step in steps)
     for name in ("pyproject.toml", "uv.lock", "README.md"):
         shutil.copy(ROOT / name, tmp_path / name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT"))}
+    env = {k: v for k, v in tool_env().items() if not k.startswith(("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT"))}
     env |= {"UV_COMPILE_BYTECODE": "1", "UV_LINK_MODE": "copy"}
     for step in steps:
         if "--no-install-project" not in step:  # the second step comes after `COPY retab_mcp`

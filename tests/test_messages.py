@@ -12,8 +12,10 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +23,7 @@ import pytest
 from retab_mcp import __version__
 from retab_mcp.sandbox import SANDBOX_API_KEY, RunningSandbox
 from tests.conftest import Agent, texts
-from tests.support import SERVER_COMMAND, clean_env, npm_command
+from tests.support import SERVER_COMMAND, clean_env, npm_command, tool_env
 from tests.test_inspector import INSPECTOR
 
 START_LINE = re.compile(
@@ -112,7 +114,34 @@ def test_the_info_log_has_one_line_per_tool_call_and_no_per_request_noise(sandbo
     assert all(" uvicorn.error: " in line or "session manager" in line for line in others), others
 
 
+def last_json_object(stream: str) -> dict[str, Any]:
+    """The last line of `stream` that is a JSON object: tools print notices before their result."""
+    for line in reversed(stream.splitlines()):
+        if line.startswith("{"):
+            with suppress(ValueError):
+                parsed = json.loads(line)
+                if isinstance(parsed, dict):
+                    return parsed
+    raise AssertionError(f"no JSON object in {stream!r}")
+
+
+@pytest.fixture(params=["home-as-is", "home-with-inspector-state"])
+def users_home(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's HOME as it is, or one where the Inspector once kept OAuth state: with that file
+    it prints a secret-store notice to stderr first. The tests run it with a throwaway HOME, so
+    the result is the same."""
+    if request.param == "home-with-inspector-state":
+        tool_env()  # the package managers' settings: found once, in the real HOME
+        storage = tmp_path / ".mcp-inspector" / "storage"
+        storage.mkdir(parents=True)
+        (storage / "oauth.json").write_text(
+            '{"servers": {"http://127.0.0.1:1/mcp": {"tokens": {"access_token": "x"}}}}'
+        )
+        monkeypatch.setenv("HOME", str(tmp_path))
+
+
 @pytest.mark.skipif(shutil.which("npx") is None, reason="npx (Node.js) is not installed")
+@pytest.mark.usefixtures("users_home")
 def test_the_inspector_is_refused_a_wrong_auth_token_and_served_the_right_one(sandbox: RunningSandbox) -> None:
     env = {"RETAB_API_KEY": "rt_test_srv", "RETAB_MCP_AUTH_TOKEN": TOKEN, "RETAB_API_BASE_URL": sandbox.base_url}
     with http_server_on_port_0(**env) as server:
@@ -123,6 +152,7 @@ def test_the_inspector_is_refused_a_wrong_auth_token_and_served_the_right_one(sa
             text=True,
             timeout=120,
             stdin=subprocess.DEVNULL,
+            env=tool_env(),
         )
         right = subprocess.run(
             [*command, "--header", f"Authorization: Bearer {TOKEN}", "--method", "tools/list"],
@@ -130,11 +160,13 @@ def test_the_inspector_is_refused_a_wrong_auth_token_and_served_the_right_one(sa
             text=True,
             timeout=120,
             stdin=subprocess.DEVNULL,
+            env=tool_env(),
         )
     # The Inspector's exit code for an auth failure. It reads the 401 challenge as a cue to start
     # OAuth, which this server does not offer, and says so instead of the token being wrong (README).
     assert (wrong.returncode, wrong.stdout) == (3, "")
-    assert json.loads(wrong.stderr)["error"]["code"] == "auth_required"
+    assert last_json_object(wrong.stderr)["error"]["code"] == "auth_required"
+    assert "keychain" not in wrong.stderr  # nothing from the user's home
     assert right.returncode == 0, right.stderr
     assert len(json.loads(right.stdout)["tools"]) == 5
     assert sandbox.sandbox.recorded() == []  # tools/list sends nothing upstream

@@ -29,7 +29,7 @@ from mcp.client.stdio import StdioServerParameters
 
 from retab_mcp import __version__
 from retab_mcp.sandbox import SANDBOX_API_KEY, RunningSandbox
-from tests.support import ROOT, clean_env
+from tests.support import ROOT, clean_env, tool_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -68,7 +68,7 @@ def uv(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -
 
 def uv_env() -> dict[str, str]:
     """uv's environment without the project venv `uv run` exported for the tests themselves."""
-    return {k: v for k, v in clean_env().items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
+    return {k: v for k, v in tool_env().items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
 
 
 @pytest.fixture(scope="module")

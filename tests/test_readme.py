@@ -6,10 +6,12 @@ import re
 from pathlib import Path
 
 from retab_mcp.config import ENV_VARS
+from retab_mcp.endpoints import ENDPOINTS
 from retab_mcp.errors import ErrorCode
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
+CLIENTS_DOC = (ROOT / "docs" / "clients.md").read_text()
 
 
 def test_every_environment_variable_is_documented() -> None:
@@ -58,3 +60,21 @@ def paragraphs(text: str) -> list[str]:
         else:
             current.append(line)
     return [*blocks, "\n".join(current)] if current else blocks
+
+
+def test_every_inspector_command_that_starts_the_server_with_a_key_passes_it_with_e() -> None:
+    """The Inspector gives the server it starts only HOME, PATH and a few more of the shell's variables."""
+    commands = [
+        line
+        for doc in (README, CLIENTS_DOC)
+        for line in doc.splitlines()
+        if "inspector@" in line and " -- " in line and "--sandbox" not in line
+    ]
+    assert commands
+    for command in commands:
+        assert "-e RETAB_API_KEY=" in command.split(" -- ", 1)[0], command
+
+
+def test_the_claude_code_allowlist_names_the_read_tools_and_no_cancel() -> None:
+    [allowed] = re.findall(r'--allowedTools "([^"]+)"', CLIENTS_DOC)
+    assert set(allowed.split(",")) == {f"mcp__retab__{e.tool}" for e in ENDPOINTS if e.read_only}
