@@ -29,7 +29,7 @@ from urllib.parse import quote
 import anyio
 import pydantic_core
 
-from retab_mcp import __version__
+from retab_mcp._version import __version__
 from retab_mcp.config import KEY_PATTERN, KEY_RULE, Settings, display_url
 from retab_mcp.errors import RETRIED_STATUSES, CallFailed, ErrorCode, bounded_line, upstream_failure
 

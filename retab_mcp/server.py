@@ -52,7 +52,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import Field, ValidationError
 
-from retab_mcp import __version__
+from retab_mcp._version import __version__
 from retab_mcp.actions import Upstream, max_wait_seconds, perform
 from retab_mcp.admission import Gate, cut_short
 from retab_mcp.client import RUN_ID_PATTERN, RetabClient, run_path
