@@ -41,6 +41,13 @@ class RetabModel(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class BackgroundRun(RetabModel):
+    """What every kind of background run has: an id and a lifecycle status."""
+
+    id: str = Field(description="Unique identifier of the run.")
+    status: KnownStatus | str = Field(default="pending", description=STATUS_DESCRIPTION)
+
+
 class FileRef(RetabModel):
     """Reference to a file stored by Retab."""
 
@@ -104,7 +111,7 @@ class RetabUsage(RetabModel):
     page_count: int | None = Field(default=None, description="Pages processed, when reported.")
 
 
-class FileBlueprint(RetabModel):
+class FileBlueprint(BackgroundRun):
     """A document blueprint generated from an uploaded file."""
 
     id: str = Field(description="Unique identifier of the file blueprint.")
@@ -117,7 +124,6 @@ class FileBlueprint(RetabModel):
     output: JsonObject | None = Field(
         default_factory=dict, description="The generated Document Blueprint payload (can be large)."
     )
-    status: KnownStatus | str = Field(default="pending", description=STATUS_DESCRIPTION)
     error: PrimitiveError | None = Field(
         default=None, description="Error details when a background run fails; null otherwise."
     )
@@ -126,7 +132,7 @@ class FileBlueprint(RetabModel):
     completed_at: datetime | None = Field(default=None, description="When the run reached a terminal state.")
 
 
-class Edit(RetabModel):
+class Edit(BackgroundRun):
     """An edit result: form-field values written onto a document or template PDF."""
 
     id: str = Field(description="Unique identifier of the edit.")
@@ -154,7 +160,6 @@ class Edit(RetabModel):
         description="The filled form fields and the rendered PDF; null (the API's empty sentinel) "
         "until status is completed.",
     )
-    status: KnownStatus | str = Field(default="pending", description=STATUS_DESCRIPTION)
     error: PrimitiveError | None = Field(
         default=None, description="Error details when a background run fails; null otherwise."
     )

@@ -55,9 +55,9 @@ from pydantic import Field, ValidationError
 from retab_mcp._version import __version__
 from retab_mcp.actions import Upstream, max_wait_seconds, perform
 from retab_mcp.admission import Gate, cut_short
-from retab_mcp.client import RUN_ID_PATTERN, RetabClient, run_path
+from retab_mcp.client import RetabClient, run_path
 from retab_mcp.config import Settings
-from retab_mcp.endpoints import BY_TOOL, EDIT, ENDPOINTS, Endpoint, select
+from retab_mcp.endpoints import BY_TOOL, EDIT, ENDPOINTS, RUN_ID_PATTERN, Endpoint, select
 from retab_mcp.errors import CallFailed, ErrorCode, hint_for
 from retab_mcp.models import KnownStatus
 from retab_mcp.redaction import Redactor
@@ -90,12 +90,16 @@ MAX_RESOURCE_BYTES: Final = 20 * 1024 * 1024
 
 
 def instructions(endpoints: tuple[Endpoint, ...]) -> str:
-    """What hosts put in the system prompt: the tools served and when to use each."""
+    """What hosts put in the system prompt: the kinds of run and the tools served, and when to use each."""
+    kinds = []
+    for kind in dict.fromkeys(endpoint.kind for endpoint in endpoints):
+        ids = " or ".join(f"{prefix}..." for prefix in kind.id_prefixes)
+        kinds.append((f"{kind.title}s" if kind.title else kind.plural) + (f" (ids like {ids})" if ids else ""))
+    served = kinds[0] if len(kinds) < 2 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
     tools = "; ".join(f"{endpoint.tool} {endpoint.brief}" for endpoint in endpoints)
     return (
-        "Tools for background Retab runs: file blueprints (ids like fbp_...) and edits (ids like edt_... "
-        f"or edit_...). {tools}. Every answer has `ok`, the run's `status`, whether it is `terminal`, "
-        "a `note` on what it means, and on failure an `error` whose `hint` says what to do next."
+        f"Tools for background Retab runs: {served}. {tools}. Every answer has `ok`, the run's `status`, whether it "
+        "is `terminal`, a `note` on what it means, and on failure an `error` whose `hint` says what to do next."
     )
 
 
@@ -162,7 +166,7 @@ class RetabMCPServer(MCPServer[AppState]):
         self.config = settings
         # Set while the lifespan runs: the upstream client is open. What /readyz reports.
         self.state: AppState | None = None
-        endpoints = select(settings.read_only, settings.tools)
+        endpoints = select(settings.read_only, settings.tools, settings.toolsets)
         max_wait = max_wait_seconds(settings)
         envelopes = json.loads(OUTPUT_SCHEMAS_FILE.read_text())
         self._tools = {
@@ -421,12 +425,13 @@ def _arguments(endpoint: Endpoint, max_wait: int) -> dict[str, tuple[Any, Any]]:
     """Each argument of the row's tool: (annotation with its schema, default)."""
     kind = endpoint.kind
     if endpoint.action == "list":
-        return {
+        the_file = "the file with this exact name"
+        filters: dict[str, tuple[Any, Any]] = {
             "status": (
-                Annotated[KnownStatus | None, Field(description=f"Only {kind.noun}s with this status.")],
+                Annotated[KnownStatus | None, Field(description=f"Only {kind.plural} with this status.")],
                 None,
             ),
-            "limit": (Annotated[int, Field(description=f"How many {kind.noun}s to return.", ge=1, le=100)], 10),
+            "limit": (Annotated[int, Field(description=f"How many {kind.plural} to return.", ge=1, le=100)], 10),
             "after": (
                 Annotated[
                     str | None,
@@ -440,11 +445,13 @@ def _arguments(endpoint: Endpoint, max_wait: int) -> dict[str, tuple[Any, Any]]:
             "filename": (
                 Annotated[
                     str | None,
-                    Field(description="Only edits of the file with this exact name.", min_length=1, max_length=255),
+                    Field(description=f"Only {kind.plural} of {the_file}.", min_length=1, max_length=255),
                 ],
                 None,
             ),
         }
+        # Paging always; the filters Retab has for this kind.
+        return {name: value for name, value in filters.items() if name in ("limit", "after", *kind.list_filters)}
     verb = "cancel" if endpoint.action == "cancel" else "read"
     return {
         kind.id_arg: (
@@ -465,8 +472,8 @@ def _arguments(endpoint: Endpoint, max_wait: int) -> dict[str, tuple[Any, Any]]:
                 bool,
                 Field(
                     strict=True,  # true or false only: not "yes", 1 or "false" read as true
-                    description=f"Also return the run's `output` ({kind.output}). Off by default: it can be "
-                    "megabytes. Files over 64 KiB are replaced by a descriptor even then.",
+                    description=f"Also return the run's `{kind.output_field}` ({kind.output}). Off by default: it "
+                    "can be megabytes. Files over 64 KiB are replaced by a descriptor even then.",
                 ),
             ],
             False,

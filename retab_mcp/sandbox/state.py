@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-Kind = Literal["blueprint", "edit"]
+# A kind of run: the `key` of its row in the run table ("blueprint", "edit", "schema_generation").
+Kind = str
 
 SANDBOX_API_KEY: Final = "rt_test_sandbox"
 # A sandbox key the API accepts but that may not act on anything: answers 403.
