@@ -3,7 +3,8 @@
 They are lenient exactly where the real API varies, because a cancel that worked must never be
 reported as a failure over a detail of the body:
 - unknown fields are kept, never an error (`extra="allow"`), so new API fields reach the agent;
-- `status` accepts a future value (the schema still lists the six known ones);
+- `status` accepts a future value (the schema still lists the six known ones), and a missing one
+  is null (unknown), never a default `pending`;
 - `object` accepts any string ("file_blueprint" has been seen);
 - `Edit.output` accepts the empty sentinel `{}` the API sends until the run completes;
 - `Edit.file`, `.model` and `.config` may be missing: the cancel page's own example body is just
@@ -45,7 +46,11 @@ class BackgroundRun(RetabModel):
     """What every kind of background run has: an id and a lifecycle status."""
 
     id: str = Field(description="Unique identifier of the run.")
-    status: KnownStatus | str = Field(default="pending", description=STATUS_DESCRIPTION)
+    # Not `pending` when absent: a status Retab did not send is unknown (its SDKs' own example
+    # payloads have runs without one).
+    status: KnownStatus | str | None = Field(
+        default=None, description=STATUS_DESCRIPTION + " Null when Retab's answer had none: unknown."
+    )
 
 
 class FileRef(RetabModel):

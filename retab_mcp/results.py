@@ -181,7 +181,7 @@ def succeeded(
             if item.path == "output.filled_document.url":
                 item.resource_uri = FILLED_DOCUMENT_URI.format(edit_id=run.id)
     # A status this server does not know is passed on, but not at any length.
-    status = run.status if is_terminal(run.status) is not None else bounded_line(run.status, 64)
+    status = run.status if run.status is None or is_terminal(run.status) is not None else bounded_line(run.status, 64)
     terminal = is_terminal(status)
     envelope = result_model(endpoint)(
         ok=True,
@@ -326,12 +326,16 @@ _STOPPED_NOTES: Final = {
 }
 
 
-def _note(endpoint: Endpoint, status: str, terminal: bool | None, output_omitted: bool, waited: Waited | None) -> str:
+def _note(
+    endpoint: Endpoint, status: str | None, terminal: bool | None, output_omitted: bool, waited: Waited | None
+) -> str:
     noun = endpoint.kind.noun
     read = tool_for("read", endpoint.kind)
     waiting = f"after waiting {waited.seconds:.0f} s, " if waited and waited.seconds else ""
     stopped = _STOPPED_NOTES[endpoint.action]
-    if status in stopped:
+    if status is None:
+        note = f"Retab's answer did not say the {noun}'s status, so it is unknown; call {read} to read it."
+    elif status in stopped:
         note = stopped[status].format(noun=noun)
     elif terminal is not False:
         note = f"Retab reports a status this server does not know ({status!r}); treat it as the run's current state."

@@ -36,6 +36,7 @@ import gc
 import inspect
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -293,6 +294,10 @@ def _cut_short(
         return failed(endpoint, arguments[endpoint.kind.id_arg], failure)
 
 
+# A filled document given as a link: http(s), bounded, no blanks (it is quoted to the agent).
+LINK: Final = re.compile(r"https?://[!-~]{1,2000}")
+
+
 async def filled_document(edit_id: str, ctx: Context[AppState, Any]) -> bytes:
     """`retab://edits/{edit_id}/filled_document`: the edit read whole, its filled PDF decoded."""
     state: AppState = ctx.request_context.lifespan_context
@@ -313,6 +318,12 @@ async def filled_document(edit_id: str, ctx: Context[AppState, Any]) -> bytes:
     output = body.get("output") if isinstance(body, dict) else None
     document = output.get("filled_document") if isinstance(output, dict) else None
     url = document.get("url") if isinstance(document, dict) else None
+    if isinstance(url, str) and LINK.fullmatch(url):
+        # Retab's own SDK examples carry the document as a link: passed on as it is, never fetched.
+        raise ResourceError(
+            f"Retab gives the filled document of edit {edit_id!r} as a link, not inline: {url} . This server "
+            "does not fetch links; the edit read with include_output=true carries it too."
+        )
     if not isinstance(url, str) or not url.startswith("data:") or "," not in url:
         status = body.get("status") if isinstance(body, dict) else None
         raise ResourceError(f"Edit {edit_id!r} has no filled document to read (its status is {status!r}).")

@@ -412,3 +412,39 @@ def test_a_tool_selection_that_cannot_be_served_names_the_problem(changes: dict[
         RetabMCPServer(replace(Settings(), **changes))
     assert named in str(caught.value)
     assert "RETAB_MCP_TOOLS" in str(caught.value)
+
+
+# Retab's SDKs are tested with an edit payload that has no `status` and whose filled document is an
+# https link: the sandbox's edt_sdkexample01 answers so.
+async def test_a_status_retab_did_not_send_is_unknown_everywhere(agent: Agent) -> None:
+    for tool in ("get_edit", "cancel_edit"):
+        _, envelope = await agent.call(tool, {"edit_id": "edt_sdkexample01"})
+        assert (envelope["ok"], envelope["status"], envelope["terminal"]) == (True, None, None), tool
+        assert envelope["edit"]["status"] is None
+        assert "did not say" in envelope["note"]
+        assert "unknown" in envelope["note"]
+    _, page = await agent.call("list_edits", {"limit": 100})
+    [summary] = [item for item in page["edits"] if item["id"] == "edt_sdkexample01"]
+    assert (summary["status"], summary["terminal"]) == (None, None)
+
+
+async def test_a_filled_document_given_as_a_link_is_passed_on_never_fetched(
+    agent: Agent, sandbox: RunningSandbox
+) -> None:
+    _, envelope = await agent.call("get_edit", {"edit_id": "edt_sdkexample01", "include_output": True})
+    link = envelope["edit"]["output"]["filled_document"]["url"]
+    assert link.startswith("https://")
+    assert envelope["omitted_data"] == []
+    with pytest.raises(MCPError) as caught:
+        await agent.client.read_resource("retab://edits/edt_sdkexample01/filled_document")
+    message = caught.value.error.message
+    assert link in message
+    assert "as a link" in message
+    assert "no filled document" not in message
+    # Only Retab was asked, never the link's host.
+    assert {path for _, path, _ in sent(sandbox)} == {"/v1/edits/edt_sdkexample01"}
+
+
+async def test_a_page_of_one_run_says_one_run(agent: Agent) -> None:
+    _, page = await agent.call("list_edits", {"limit": 1})
+    assert page["note"].startswith("1 edit, newest first")

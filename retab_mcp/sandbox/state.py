@@ -81,6 +81,9 @@ class Run:
     stop_delay: float = 0.0
     # The cancel page shows a minimal body ({"id", "status", "error"}); some runs answer so.
     minimal: bool = False
+    # Like the example payload Retab's SDKs are tested with: no `status` field, and the filled
+    # document as an https link rather than a data URL.
+    sdk_example: bool = False
 
     def history(self, now: float) -> list[tuple[float, str]]:
         """The status changes that have happened by `now`, oldest first, as (moment, status).
@@ -127,6 +130,7 @@ SEEDED_RUNS: Final[tuple[tuple[Kind, str, str], ...]] = (
     ("edit", "edt_cancelled01", "cancelled"),
     ("edit", "edt_minimal01", "in_progress"),
     ("edit", "edt_stopping01", "in_progress"),
+    ("edit", "edt_sdkexample01", "completed"),
 )
 # Runs whose cancel is accepted (it answers in_progress) but takes effect only later.
 STOP_DELAYS: Final[dict[str, float]] = {"fbp_stopping01": STOP_DELAY_SECONDS, "edt_stopping01": STOP_DELAY_SECONDS}
@@ -193,6 +197,7 @@ class Sandbox:
                     template_id=_EDIT_TEMPLATES.get(run_id),
                     stop_delay=STOP_DELAYS.get(run_id, 0.0),
                     minimal=run_id == "edt_minimal01",
+                    sdk_example=run_id == "edt_sdkexample01",
                 )
             self.faults = []
             self.requests = []
@@ -357,6 +362,10 @@ class Sandbox:
                 "created_at": created,
                 "updated_at": updated,
             }
+        if run.sdk_example:
+            del body["status"]
+            if done:
+                body["output"]["filled_document"]["url"] = f"https://storage.retab.com/files/{filled_name}"
         if not include_output:
             body["output"] = {}
         return body
