@@ -33,6 +33,11 @@ STATUS_DESCRIPTION: Final = (
 JsonObject = dict[str, Any]
 
 
+def empty_sentinel_is_none(value: object) -> object:
+    """An output is `{}` until the run completes (the API's empty sentinel): no output, so null."""
+    return None if value == {} else value
+
+
 def is_terminal(status: object) -> bool | None:
     """True once a run has stopped, False while it goes on, None for a status new to this server."""
     return True if status in TERMINAL_STATUSES else False if status in ACTIVE_STATUSES else None
@@ -174,7 +179,30 @@ class Edit(BackgroundRun):
     usage: RetabUsage | None = Field(default=None, description="Usage information for the edit operation.")
     created_at: datetime | None = Field(default=None, description="When the edit was created.")
 
-    @field_validator("output", mode="before")
-    @classmethod
-    def _empty_sentinel_is_none(cls, value: object) -> object:
-        return None if value == {} else value
+    _output_sentinel = field_validator("output", mode="before")(empty_sentinel_is_none)
+
+
+class DocumentRun(BackgroundRun):
+    """What Retab's document primitives (classifications, extractions, parses, partitions, splits)
+    share: a file, a model, instructions and an output, as lenient as `Edit`'s."""
+
+    file: FileRef | None = Field(default=None, description="The document the run works on.")
+    model: str | None = Field(default=None, description="Model used for the run.")
+    instructions: str | None = Field(default=None, description="Free-form instructions supplied with the request.")
+    output: JsonObject | list[JsonObject] | None = Field(
+        default=None, description="The run's result; null (the API's empty sentinel) until status is completed."
+    )
+    error: PrimitiveError | None = Field(
+        default=None, description="Error details when a background run fails; null otherwise."
+    )
+    usage: RetabUsage | None = Field(default=None, description="Usage information for the run.")
+    created_at: datetime | None = Field(default=None, description="When the run was created.")
+
+    _output_sentinel = field_validator("output", mode="before")(empty_sentinel_is_none)
+
+
+class Consensus(RetabModel):
+    """Fields of the runs that can ask several models and reconcile their answers."""
+
+    n_consensus: int | None = Field(default=None, description="How many model answers were reconciled.")
+    consensus: JsonObject | None = Field(default=None, description="How the answers agreed, when reported.")
