@@ -7,7 +7,7 @@ What is derived, and from where (everything else in the files is edited by hand)
 - the version in manifests/server.json (twice) and manifests/mcpb/manifest.json: __version__;
 - server.json's environmentVariables: config.ENV_VARS (name, description, default, secret;
   only RETAB_API_KEY is required), keeping hand-added fields such as `format` or `choices`;
-- the bundle's tools (endpoints.ENDPOINTS: name and title) and its Python requirement
+- the bundle's tools (the default toolsets' rows of endpoints.ENDPOINTS: name and title) and its Python requirement
   (pyproject's requires-python), and the descriptions and defaults of its user_config fields
   from the variables they are mapped to;
 - the environment variable table in docs/clients.md, between its markers;
@@ -27,7 +27,7 @@ from typing import Any, Final
 from retab_mcp import __version__
 from retab_mcp.clients import KEY_VAR
 from retab_mcp.config import ENV_VARS
-from retab_mcp.endpoints import ENDPOINTS
+from retab_mcp.endpoints import select
 from retab_mcp.server import OUTPUT_SCHEMAS_FILE, derived_output_schemas
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -85,7 +85,8 @@ def mcpb_manifest(document: dict[str, Any]) -> dict[str, Any]:
     return {
         **document,
         "version": __version__,
-        "tools": [{"name": endpoint.tool, "description": endpoint.title} for endpoint in ENDPOINTS],
+        # What the bundle serves: the default toolsets (a bundle's user sets no flags).
+        "tools": [{"name": endpoint.tool, "description": endpoint.title} for endpoint in select(False, ())],
         "compatibility": {
             **compatibility,
             "runtimes": {**compatibility.get("runtimes", {}), "python": requires_python},
