@@ -81,9 +81,6 @@ class Run:
     stop_delay: float = 0.0
     # The cancel page shows a minimal body ({"id", "status", "error"}); some runs answer so.
     minimal: bool = False
-    # Like the example payload Retab's SDKs are tested with: no `status` field, and the filled
-    # document as an https link rather than a data URL.
-    sdk_example: bool = False
 
     def history(self, now: float) -> list[tuple[float, str]]:
         """The status changes that have happened by `now`, oldest first, as (moment, status).
@@ -130,7 +127,6 @@ SEEDED_RUNS: tuple[tuple[Kind, str, str], ...] = (
     ("edit", "edt_cancelled01", "cancelled"),
     ("edit", "edt_minimal01", "in_progress"),
     ("edit", "edt_stopping01", "in_progress"),
-    ("edit", "edt_sdkexample01", "completed"),
 )
 
 
@@ -220,7 +216,6 @@ class Sandbox:
                     template_id=_EDIT_TEMPLATES.get(run_id),
                     stop_delay=STOP_DELAYS.get(run_id, 0.0),
                     minimal=run_id == "edt_minimal01",
-                    sdk_example=run_id == "edt_sdkexample01",
                 )
             self.faults = []
             self.requests = []
@@ -388,10 +383,6 @@ class Sandbox:
                 "updated_at": updated,
             }
         output_field = KIND_SEEDS[run.kind].output_field if run.kind in KIND_SEEDS else "output"
-        if run.sdk_example:
-            del body["status"]
-            if done:
-                body["output"]["filled_document"]["url"] = f"https://storage.retab.com/files/{filled_name}"
         if not include_output:
             body[output_field] = {}
         return body
