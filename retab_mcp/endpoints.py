@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from retab_mcp.config import ConfigError
-from retab_mcp.models import BackgroundRun, Edit, FileBlueprint
+from retab_mcp.models import BackgroundRun, Classification, Edit, FileBlueprint
 
 Action = Literal["cancel", "read", "list"]
 ListFilter = Literal["status", "filename"]
@@ -116,6 +116,20 @@ KINDS: Final[tuple[RunKind, ...]] = (
         list_path="/v1/edits",
         list_filters=("status", "filename"),
         about="form fields filled onto a document or template PDF",
+    ),
+    RunKind(
+        toolset="classifications",
+        noun="classification",
+        plural="classifications",
+        id_arg="classification_id",
+        run_model=Classification,
+        id_example="cls_running01",
+        id_prefixes=(),
+        path="/v1/classifications/{id}",
+        output="the chosen category and why",
+        list_path="/v1/classifications",
+        list_filters=("status", "filename"),
+        about="a document sorted into one of given categories",
     ),
 )
 

@@ -206,3 +206,10 @@ class Consensus(RetabModel):
 
     n_consensus: int | None = Field(default=None, description="How many model answers were reconciled.")
     consensus: JsonObject | None = Field(default=None, description="How the answers agreed, when reported.")
+
+
+class Classification(DocumentRun, Consensus):
+    """A document sorted into one of the categories given."""
+
+    id: str = Field(description="Unique identifier of the classification.")
+    categories: list[JsonObject] | None = Field(default=None, description="The categories to choose from.")

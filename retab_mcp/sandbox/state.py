@@ -144,7 +144,20 @@ class KindSeed:
 
 
 # Every kind of the run table beyond blueprints and edits (tests check the two agree).
-KIND_SEEDS: Final[dict[Kind, KindSeed]] = {}
+KIND_SEEDS: Final[dict[Kind, KindSeed]] = {
+    "classification": KindSeed(
+        prefix="cls_",
+        fields={
+            "categories": [
+                {"name": "invoice", "description": "An invoice."},
+                {"name": "receipt", "description": "A receipt."},
+            ],
+            "n_consensus": 1,
+            "consensus": None,
+        },
+        output={"category": "invoice", "reasoning": "It lists amounts due and a due date."},
+    ),
+}
 _SEED_STATUS_NAMES: Final = {"in_progress": "running"}
 SEEDED_RUNS += tuple(
     (kind, f"{seed.prefix}{_SEED_STATUS_NAMES.get(status, status)}01", status)
