@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from retab_mcp.config import ConfigError
-from retab_mcp.models import BackgroundRun, Classification, Edit, FileBlueprint
+from retab_mcp.models import BackgroundRun, Classification, Edit, Extraction, FileBlueprint
 
 Action = Literal["cancel", "read", "list"]
 ListFilter = Literal["status", "filename"]
@@ -130,6 +130,20 @@ KINDS: Final[tuple[RunKind, ...]] = (
         list_path="/v1/classifications",
         list_filters=("status", "filename"),
         about="a document sorted into one of given categories",
+    ),
+    RunKind(
+        toolset="extractions",
+        noun="extraction",
+        plural="extractions",
+        id_arg="extraction_id",
+        run_model=Extraction,
+        id_example="ext_running01",
+        id_prefixes=(),
+        path="/v1/extractions/{id}",
+        output="the extracted data",
+        list_path="/v1/extractions",
+        list_filters=("status", "filename"),
+        about="data pulled from a document along a JSON schema",
     ),
 )
 

@@ -213,3 +213,11 @@ class Classification(DocumentRun, Consensus):
 
     id: str = Field(description="Unique identifier of the classification.")
     categories: list[JsonObject] | None = Field(default=None, description="The categories to choose from.")
+
+
+class Extraction(DocumentRun, Consensus):
+    """Structured data extracted from a document along a JSON schema."""
+
+    id: str = Field(description="Unique identifier of the extraction.")
+    json_schema: JsonObject | None = Field(default=None, description="The JSON schema of the data to extract.")
+    metadata: JsonObject | None = Field(default=None, description="Metadata supplied with the request.")

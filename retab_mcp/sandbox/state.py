@@ -157,6 +157,16 @@ KIND_SEEDS: Final[dict[Kind, KindSeed]] = {
         },
         output={"category": "invoice", "reasoning": "It lists amounts due and a due date."},
     ),
+    "extraction": KindSeed(
+        prefix="ext_",
+        fields={
+            "json_schema": {"type": "object", "properties": {"total": {"type": "number"}}},
+            "n_consensus": 1,
+            "consensus": None,
+            "metadata": {},
+        },
+        output={"total": 1280.5},
+    ),
 }
 _SEED_STATUS_NAMES: Final = {"in_progress": "running"}
 SEEDED_RUNS += tuple(
