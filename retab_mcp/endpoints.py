@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from retab_mcp.config import ConfigError
-from retab_mcp.models import BackgroundRun, Classification, Edit, Extraction, FileBlueprint
+from retab_mcp.models import BackgroundRun, Classification, Edit, Extraction, FileBlueprint, Parse
 
 Action = Literal["cancel", "read", "list"]
 ListFilter = Literal["status", "filename"]
@@ -144,6 +144,20 @@ KINDS: Final[tuple[RunKind, ...]] = (
         list_path="/v1/extractions",
         list_filters=("status", "filename"),
         about="data pulled from a document along a JSON schema",
+    ),
+    RunKind(
+        toolset="parses",
+        noun="parse",
+        plural="parses",
+        id_arg="parse_id",
+        run_model=Parse,
+        id_example="prs_running01",
+        id_prefixes=(),
+        path="/v1/parses/{id}",
+        output="the text of each page",
+        list_path="/v1/parses",
+        list_filters=("filename",),  # Retab cannot filter parses by status
+        about="a document turned into text",
     ),
 )
 

@@ -221,3 +221,10 @@ class Extraction(DocumentRun, Consensus):
     id: str = Field(description="Unique identifier of the extraction.")
     json_schema: JsonObject | None = Field(default=None, description="The JSON schema of the data to extract.")
     metadata: JsonObject | None = Field(default=None, description="Metadata supplied with the request.")
+
+
+class Parse(DocumentRun):
+    """A document turned into text, page by page."""
+
+    id: str = Field(description="Unique identifier of the parse.")
+    table_parsing_format: str | None = Field(default=None, description="How tables are written out.")

@@ -167,6 +167,11 @@ KIND_SEEDS: Final[dict[Kind, KindSeed]] = {
         },
         output={"total": 1280.5},
     ),
+    "parse": KindSeed(
+        prefix="prs_",
+        fields={"table_parsing_format": "markdown"},
+        output={"pages": [{"page": 1, "text": "Invoice 2026-041. Total due: 1280.50"}]},
+    ),
 }
 _SEED_STATUS_NAMES: Final = {"in_progress": "running"}
 SEEDED_RUNS += tuple(
