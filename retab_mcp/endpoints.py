@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from retab_mcp.config import ConfigError
-from retab_mcp.models import BackgroundRun, Classification, Edit, Extraction, FileBlueprint, Parse
+from retab_mcp.models import BackgroundRun, Classification, Edit, Extraction, FileBlueprint, Parse, Partition
 
 Action = Literal["cancel", "read", "list"]
 ListFilter = Literal["status", "filename"]
@@ -158,6 +158,20 @@ KINDS: Final[tuple[RunKind, ...]] = (
         list_path="/v1/parses",
         list_filters=("filename",),  # Retab cannot filter parses by status
         about="a document turned into text",
+    ),
+    RunKind(
+        toolset="partitions",
+        noun="partition",
+        plural="partitions",
+        id_arg="partition_id",
+        run_model=Partition,
+        id_example="prt_running01",
+        id_prefixes=(),
+        path="/v1/partitions/{id}",
+        output="the chunks and their pages",
+        list_path="/v1/partitions",
+        list_filters=("status", "filename"),
+        about="a document cut into chunks by a key",
     ),
 )
 

@@ -228,3 +228,11 @@ class Parse(DocumentRun):
 
     id: str = Field(description="Unique identifier of the parse.")
     table_parsing_format: str | None = Field(default=None, description="How tables are written out.")
+
+
+class Partition(DocumentRun, Consensus):
+    """A document cut into chunks, one per value of a key."""
+
+    id: str = Field(description="Unique identifier of the partition.")
+    key: str | None = Field(default=None, description="What the document is partitioned by.")
+    allow_overlap: bool | None = Field(default=None, description="Whether chunks may share pages.")

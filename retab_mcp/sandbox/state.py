@@ -172,6 +172,11 @@ KIND_SEEDS: Final[dict[Kind, KindSeed]] = {
         fields={"table_parsing_format": "markdown"},
         output={"pages": [{"page": 1, "text": "Invoice 2026-041. Total due: 1280.50"}]},
     ),
+    "partition": KindSeed(
+        prefix="prt_",
+        fields={"key": "invoice_number", "n_consensus": 1, "allow_overlap": False, "consensus": None},
+        output={"partitions": [{"key": "2026-041", "pages": [1, 2]}]},
+    ),
 }
 _SEED_STATUS_NAMES: Final = {"in_progress": "running"}
 SEEDED_RUNS += tuple(
