@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from retab_mcp.config import ConfigError
-from retab_mcp.models import BackgroundRun, Classification, Edit, Extraction, FileBlueprint, Parse, Partition
+from retab_mcp.models import BackgroundRun, Classification, Edit, Extraction, FileBlueprint, Parse, Partition, Split
 
 Action = Literal["cancel", "read", "list"]
 ListFilter = Literal["status", "filename"]
@@ -172,6 +172,20 @@ KINDS: Final[tuple[RunKind, ...]] = (
         list_path="/v1/partitions",
         list_filters=("status", "filename"),
         about="a document cut into chunks by a key",
+    ),
+    RunKind(
+        toolset="splits",
+        noun="split",
+        plural="splits",
+        id_arg="split_id",
+        run_model=Split,
+        id_example="spl_running01",
+        id_prefixes=(),
+        path="/v1/splits/{id}",
+        output="the subdocuments and their pages",
+        list_path="/v1/splits",
+        list_filters=("status", "filename"),
+        about="a document split into subdocuments",
     ),
 )
 

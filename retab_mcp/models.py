@@ -236,3 +236,10 @@ class Partition(DocumentRun, Consensus):
     id: str = Field(description="Unique identifier of the partition.")
     key: str | None = Field(default=None, description="What the document is partitioned by.")
     allow_overlap: bool | None = Field(default=None, description="Whether chunks may share pages.")
+
+
+class Split(DocumentRun, Consensus):
+    """A document split into the subdocuments it holds."""
+
+    id: str = Field(description="Unique identifier of the split.")
+    subdocuments: list[JsonObject] | None = Field(default=None, description="The kinds of subdocument to find.")

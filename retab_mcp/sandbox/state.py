@@ -177,6 +177,15 @@ KIND_SEEDS: Final[dict[Kind, KindSeed]] = {
         fields={"key": "invoice_number", "n_consensus": 1, "allow_overlap": False, "consensus": None},
         output={"partitions": [{"key": "2026-041", "pages": [1, 2]}]},
     ),
+    "split": KindSeed(
+        prefix="spl_",
+        fields={
+            "subdocuments": [{"name": "invoice", "description": "An invoice."}],
+            "n_consensus": 1,
+            "consensus": None,
+        },
+        output={"splits": [{"name": "invoice", "pages": [1, 2]}]},
+    ),
 }
 _SEED_STATUS_NAMES: Final = {"in_progress": "running"}
 SEEDED_RUNS += tuple(
