@@ -264,7 +264,9 @@ def _endpoint(kind: RunKind, action: Action) -> Endpoint:
         if "status" in kind.list_filters
         else ""
     )
-    unlisted = [other.noun for other in KINDS if other.list_path is None]
+    nouns = [other.noun for other in KINDS if other.list_path is None]
+    unlisted = "".join(f", nor {noun} runs" for noun in nouns[1:])
+    unlisted = f"{nouns[0].capitalize()} runs cannot be listed{unlisted}. " if nouns else ""
     return Endpoint(
         tool=kind.tool("list"),
         title=f"List Retab {name} runs",
@@ -272,9 +274,7 @@ def _endpoint(kind: RunKind, action: Action) -> Endpoint:
         description=f"List recent Retab {name} runs, newest first, as summaries (id, status, terminal, created_at, "
         f"filename). Read-only: changes nothing. Use it to find {_a(kind.noun)}'s id{example}. For the next page "
         f"pass `after` = the answer's `next_after`. Then use {kind.tool('read')} for one {kind.noun}, or "
-        f"{kind.tool('cancel')} to stop one. "
-        + (f"{' and '.join(unlisted).capitalize()} runs cannot be listed. " if unlisted else "")
-        + "On failure, `error` has a `code` and a `hint`.",
+        f"{kind.tool('cancel')} to stop one. " + unlisted + "On failure, `error` has a `code` and a `hint`.",
         action=action,
         kind=kind,
         path=kind.list_path,
