@@ -26,7 +26,17 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from retab_mcp.config import ConfigError
-from retab_mcp.models import BackgroundRun, Classification, Edit, Extraction, FileBlueprint, Parse, Partition, Split
+from retab_mcp.models import (
+    BackgroundRun,
+    Classification,
+    Edit,
+    Extraction,
+    FileBlueprint,
+    Parse,
+    Partition,
+    SchemaGeneration,
+    Split,
+)
 
 Action = Literal["cancel", "read", "list"]
 ListFilter = Literal["status", "filename"]
@@ -186,6 +196,19 @@ KINDS: Final[tuple[RunKind, ...]] = (
         list_path="/v1/splits",
         list_filters=("status", "filename"),
         about="a document split into subdocuments",
+    ),
+    RunKind(
+        toolset="schemas",
+        noun="schema generation",
+        plural="schema generations",
+        id_arg="schema_generation_id",
+        run_model=SchemaGeneration,
+        id_example="sgen_running01",
+        id_prefixes=(),
+        path="/v1/schemas/generate/{id}",
+        output="the generated JSON schema",
+        output_field="json_schema",
+        about="a JSON schema generated from example documents",
     ),
 )
 

@@ -243,3 +243,21 @@ class Split(DocumentRun, Consensus):
 
     id: str = Field(description="Unique identifier of the split.")
     subdocuments: list[JsonObject] | None = Field(default=None, description="The kinds of subdocument to find.")
+
+
+class SchemaGeneration(BackgroundRun):
+    """A JSON schema generated from example documents; its result is `json_schema`, not `output`."""
+
+    id: str = Field(description="Unique identifier of the schema generation.")
+    object: str = Field(default="schema", description='Object type, "schema".')
+    json_schema: JsonObject | None = Field(
+        default=None,
+        description="The generated JSON schema; null (the API's empty sentinel) until status is completed.",
+    )
+    strict: bool | None = Field(default=None, description="Whether the schema is strict.")
+    error: PrimitiveError | None = Field(
+        default=None, description="Error details when a background run fails; null otherwise."
+    )
+    created_at: datetime | None = Field(default=None, description="When the run was created.")
+
+    _output_sentinel = field_validator("json_schema", mode="before")(empty_sentinel_is_none)

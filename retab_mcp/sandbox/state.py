@@ -186,6 +186,13 @@ KIND_SEEDS: Final[dict[Kind, KindSeed]] = {
         },
         output={"splits": [{"name": "invoice", "pages": [1, 2]}]},
     ),
+    "schema_generation": KindSeed(
+        prefix="sgen_",
+        fields={"object": "schema", "strict": True},
+        output={"type": "object", "properties": {"total": {"type": "number"}}, "required": ["total"]},
+        output_field="json_schema",
+        on_file=False,
+    ),
 }
 _SEED_STATUS_NAMES: Final = {"in_progress": "running"}
 SEEDED_RUNS += tuple(
