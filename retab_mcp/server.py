@@ -402,6 +402,8 @@ def _build_tool(endpoint: Endpoint, max_wait: int, output_schema: dict[str, Any]
     for prop in schema["properties"].values():
         prop.pop("title", None)
     schema["additionalProperties"] = False
+    # Stated even when empty (the lists): some clients and linters read a missing list as unknown.
+    schema.setdefault("required", [])
     return built
 
 

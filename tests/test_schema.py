@@ -142,7 +142,7 @@ async def test_the_wait_maximum_follows_the_call_budget() -> None:
 
 async def test_list_edits_declares_its_filters_and_bounds() -> None:
     schema = {t["name"]: t for t in await list_tools("auto")}["list_edits"]["inputSchema"]
-    assert "required" not in schema
+    assert schema["required"] == []
     properties = schema["properties"]
     assert set(properties) == {"status", "limit", "after", "filename"}
     assert (properties["limit"]["minimum"], properties["limit"]["maximum"], properties["limit"]["default"]) == (
