@@ -1,4 +1,5 @@
-"""retab-mcp: an MCP server that lets LLM agents cancel Retab file blueprint and edit runs.
+"""retab-mcp: an MCP server that lets LLM agents find, read, wait for and cancel Retab's
+background runs (file blueprints, edits, and the other kinds of the endpoint table).
 
 The public surface is small and imported lazily, so `retab-mcp sandbox` and the CLI's fast
 paths do not pay for the MCP SDK's import.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from retab_mcp._version import __version__
 
 __all__ = [
     "ENDPOINTS",

@@ -94,8 +94,8 @@ async def perform(
     kind = endpoint.kind
     if endpoint.action == "list":
         query = {"limit": str(arguments["limit"]), "order": "desc"}
-        query |= {name: arguments[name] for name in ("status", "after", "filename") if arguments.get(name)}
-        body = await upstream.send("GET", endpoint.path, query, verb="list", subject=f"{kind.noun}s")
+        query |= {name: arguments[name] for name in ("after", *kind.list_filters) if arguments.get(name)}
+        body = await upstream.send("GET", endpoint.path, query, verb="list", subject=kind.plural)
         return listed(endpoint, body, status_filter=arguments.get("status"))
 
     run_id: str = arguments[kind.id_arg]

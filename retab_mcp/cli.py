@@ -1,7 +1,7 @@
 """Command line: flags -> settings -> transport.
 
     retab-mcp [--sandbox] [--log-level LEVEL]     the MCP server over stdio
-    retab-mcp [--read-only] [--tools a,b]         ... serving only some of the tools
+    retab-mcp [--toolsets all] [--read-only] [--tools a,b]   ... serving more or fewer tools
     retab-mcp --transport http [--host H] [--port N] [--stateful] ...   over Streamable HTTP
     retab-mcp sandbox [--host H] [--port N]       the Retab sandbox alone, on loopback
     retab-mcp config CLIENT [--write]             a client's config entry (clients.py)
@@ -68,7 +68,11 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         "--read-only",
         action="store_true",
         default=None,
-        help="serve only the tools that change nothing: get_blueprint, get_edit, list_edits (RETAB_MCP_READ_ONLY)",
+        help="serve only the tools that change nothing: the get_ and list_ tools (RETAB_MCP_READ_ONLY)",
+    )
+    parser.add_argument(
+        "--toolsets",
+        help="kinds of run served, comma-separated, or all (default blueprints,edits; RETAB_MCP_TOOLSETS)",
     )
     parser.add_argument("--tools", help="serve only these tools, comma-separated (RETAB_MCP_TOOLS)")
     http = parser.add_argument_group("HTTP transport (each flag has an environment twin: config.ENV_VARS)")
@@ -130,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         server = RetabMCPServer(settings)
-    except ConfigError as exc:  # --tools or --read-only name no such tool
+    except ConfigError as exc:  # --toolsets, --tools or --read-only name no such tool
         print(f"retab-mcp: {exc}", file=sys.stderr)
         return 2
     if settings.transport == "http" and settings.workers > 1:
@@ -156,6 +160,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     flags = {
         "log_level": parse_log_level(args.log_level) if args.log_level else None,
         "read_only": args.read_only,
+        "toolsets": split_list(args.toolsets) if args.toolsets is not None else None,
         "tools": split_list(args.tools) if args.tools is not None else None,
         "sandbox": args.sandbox or None,
         "transport": args.transport,

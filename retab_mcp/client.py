@@ -29,8 +29,9 @@ from urllib.parse import quote
 import anyio
 import pydantic_core
 
-from retab_mcp import __version__
+from retab_mcp._version import __version__
 from retab_mcp.config import KEY_PATTERN, KEY_RULE, Settings, display_url
+from retab_mcp.endpoints import RUN_ID
 from retab_mcp.errors import (
     RETRIED_STATUSES,
     CallFailed,
@@ -47,8 +48,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 USER_AGENT: Final = f"retab-mcp/{__version__}"
-RUN_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,128}$"
-RUN_ID: Final = re.compile(RUN_ID_PATTERN)
 
 # A run's output can hold a multi-megabyte PDF as a data URL; anything far beyond that is not
 # a cancel response, and reading it whole would only cost memory. Counted as received and as

@@ -47,9 +47,15 @@ ENV_VARS: Final = (
     EnvVar(
         "RETAB_MCP_READ_ONLY",
         "false",
-        "`true` serves only the tools that change nothing (get_blueprint, get_edit, list_edits).",
+        "`true` serves only the tools that change nothing (the get_ and list_ tools).",
     ),
-    EnvVar("RETAB_MCP_TOOLS", "", "Serve only these tools, comma-separated (default: all of them)."),
+    EnvVar(
+        "RETAB_MCP_TOOLSETS",
+        "blueprints,edits",
+        "Kinds of run served, comma-separated: blueprints, edits, classifications, extractions, parses, "
+        "partitions, splits, schemas, or `all`.",
+    ),
+    EnvVar("RETAB_MCP_TOOLS", "", "Serve only these tools of the toolsets, comma-separated (default: all of them)."),
     EnvVar("RETAB_MCP_SANDBOX", "false", "`true` serves the embedded Retab sandbox in-process and uses it (no key)."),
     EnvVar("RETAB_MCP_TRANSPORT", "stdio", "`stdio`, or `http` for Streamable HTTP."),
     EnvVar("RETAB_MCP_HOST", "127.0.0.1", "HTTP: address to listen on."),
@@ -115,8 +121,10 @@ class Settings:
     # holding tens of MB while it does: their own small cap, next to the tool calls'.
     max_resource_reads: int = 2
     log_level: LogLevel = "WARNING"
-    # Which tools are served: only the read-only ones, and/or only those named (empty: all).
+    # Which tools are served: those of the toolsets (kinds of run), then only the read-only ones,
+    # and/or only those named (empty: all). Names are checked against the run table by the server.
     read_only: bool = False
+    toolsets: tuple[str, ...] = ("blueprints", "edits")
     tools: tuple[str, ...] = ()
     # Serve the embedded Retab sandbox in this process and talk to it instead of `base_url`.
     sandbox: bool = False
@@ -154,6 +162,7 @@ class Settings:
             max_in_flight=_number("RETAB_MCP_MAX_IN_FLIGHT", get("RETAB_MCP_MAX_IN_FLIGHT"), int, 1, 10_000),
             log_level=parse_log_level(get("RETAB_MCP_LOG_LEVEL") or "WARNING"),
             read_only=_flag("RETAB_MCP_READ_ONLY", get("RETAB_MCP_READ_ONLY")),
+            toolsets=split_list(get("RETAB_MCP_TOOLSETS")),
             tools=split_list(get("RETAB_MCP_TOOLS")),
             sandbox=_flag("RETAB_MCP_SANDBOX", get("RETAB_MCP_SANDBOX")),
             transport=parse_transport(get("RETAB_MCP_TRANSPORT") or "stdio"),

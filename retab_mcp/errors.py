@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from retab_mcp.endpoints import BLUEPRINT, EDIT, Endpoint, sibling_tool, tool_for
+from retab_mcp.endpoints import Endpoint, owner_tool, tool_for
 from retab_mcp.redaction import may_hold_key_shape
 
 
@@ -251,9 +251,8 @@ def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
         case ErrorCode.FORBIDDEN:
             return "The key cannot act on this run (another organization or missing permission). Ask the user."
         case ErrorCode.NOT_FOUND:
-            sibling = sibling_tool(endpoint)
-            if sibling and run_id.startswith(_other_prefixes(endpoint)):
-                return f"This id looks like it belongs to {sibling}; call {sibling} with it instead."
+            if owner := owner_tool(endpoint, run_id):
+                return f"This id looks like it belongs to {owner}; call {owner} with it instead."
             return (
                 "Check the id: it must be the exact id Retab returned when the run was created. "
                 "Retrying the same id will not help."
@@ -307,7 +306,3 @@ def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
 
 def _seconds(value: float) -> str:
     return f"{value:g} second" + ("" if value == 1 else "s")
-
-
-def _other_prefixes(endpoint: Endpoint) -> tuple[str, ...]:
-    return tuple(prefix for kind in (BLUEPRINT, EDIT) if kind is not endpoint.kind for prefix in kind.id_prefixes)

@@ -3,7 +3,8 @@
 They are lenient exactly where the real API varies, because a cancel that worked must never be
 reported as a failure over a detail of the body:
 - unknown fields are kept, never an error (`extra="allow"`), so new API fields reach the agent;
-- `status` accepts a future value (the schema still lists the six known ones);
+- `status` accepts a future value (the schema still lists the six known ones), and a missing one
+  is null (unknown), never a default `pending`;
 - `object` accepts any string ("file_blueprint" has been seen);
 - `Edit.output` accepts the empty sentinel `{}` the API sends until the run completes;
 - `Edit.file`, `.model` and `.config` may be missing: the cancel page's own example body is just
@@ -32,6 +33,11 @@ STATUS_DESCRIPTION: Final = (
 JsonObject = dict[str, Any]
 
 
+def empty_sentinel_is_none(value: object) -> object:
+    """An output is `{}` until the run completes (the API's empty sentinel): no output, so null."""
+    return None if value == {} else value
+
+
 def is_terminal(status: object) -> bool | None:
     """True once a run has stopped, False while it goes on, None for a status new to this server."""
     return True if status in TERMINAL_STATUSES else False if status in ACTIVE_STATUSES else None
@@ -39,6 +45,17 @@ def is_terminal(status: object) -> bool | None:
 
 class RetabModel(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+
+class BackgroundRun(RetabModel):
+    """What every kind of background run has: an id and a lifecycle status."""
+
+    id: str = Field(description="Unique identifier of the run.")
+    # Not `pending` when absent: a status Retab did not send is unknown (its SDKs' own example
+    # payloads have runs without one).
+    status: KnownStatus | str | None = Field(
+        default=None, description=STATUS_DESCRIPTION + " Null when Retab's answer had none: unknown."
+    )
 
 
 class FileRef(RetabModel):
@@ -104,7 +121,7 @@ class RetabUsage(RetabModel):
     page_count: int | None = Field(default=None, description="Pages processed, when reported.")
 
 
-class FileBlueprint(RetabModel):
+class FileBlueprint(BackgroundRun):
     """A document blueprint generated from an uploaded file."""
 
     id: str = Field(description="Unique identifier of the file blueprint.")
@@ -117,7 +134,6 @@ class FileBlueprint(RetabModel):
     output: JsonObject | None = Field(
         default_factory=dict, description="The generated Document Blueprint payload (can be large)."
     )
-    status: KnownStatus | str = Field(default="pending", description=STATUS_DESCRIPTION)
     error: PrimitiveError | None = Field(
         default=None, description="Error details when a background run fails; null otherwise."
     )
@@ -126,7 +142,7 @@ class FileBlueprint(RetabModel):
     completed_at: datetime | None = Field(default=None, description="When the run reached a terminal state.")
 
 
-class Edit(RetabModel):
+class Edit(BackgroundRun):
     """An edit result: form-field values written onto a document or template PDF."""
 
     id: str = Field(description="Unique identifier of the edit.")
@@ -154,7 +170,6 @@ class Edit(RetabModel):
         description="The filled form fields and the rendered PDF; null (the API's empty sentinel) "
         "until status is completed.",
     )
-    status: KnownStatus | str = Field(default="pending", description=STATUS_DESCRIPTION)
     error: PrimitiveError | None = Field(
         default=None, description="Error details when a background run fails; null otherwise."
     )
@@ -164,7 +179,85 @@ class Edit(RetabModel):
     usage: RetabUsage | None = Field(default=None, description="Usage information for the edit operation.")
     created_at: datetime | None = Field(default=None, description="When the edit was created.")
 
-    @field_validator("output", mode="before")
-    @classmethod
-    def _empty_sentinel_is_none(cls, value: object) -> object:
-        return None if value == {} else value
+    _output_sentinel = field_validator("output", mode="before")(empty_sentinel_is_none)
+
+
+class DocumentRun(BackgroundRun):
+    """What Retab's document primitives (classifications, extractions, parses, partitions, splits)
+    share: a file, a model, instructions and an output, as lenient as `Edit`'s."""
+
+    file: FileRef | None = Field(default=None, description="The document the run works on.")
+    model: str | None = Field(default=None, description="Model used for the run.")
+    instructions: str | None = Field(default=None, description="Free-form instructions supplied with the request.")
+    output: JsonObject | list[JsonObject] | None = Field(
+        default=None, description="The run's result; null (the API's empty sentinel) until status is completed."
+    )
+    error: PrimitiveError | None = Field(
+        default=None, description="Error details when a background run fails; null otherwise."
+    )
+    usage: RetabUsage | None = Field(default=None, description="Usage information for the run.")
+    created_at: datetime | None = Field(default=None, description="When the run was created.")
+
+    _output_sentinel = field_validator("output", mode="before")(empty_sentinel_is_none)
+
+
+class Consensus(RetabModel):
+    """Fields of the runs that can ask several models and reconcile their answers."""
+
+    n_consensus: int | None = Field(default=None, description="How many model answers were reconciled.")
+    consensus: JsonObject | None = Field(default=None, description="How the answers agreed, when reported.")
+
+
+class Classification(DocumentRun, Consensus):
+    """A document sorted into one of the categories given."""
+
+    id: str = Field(description="Unique identifier of the classification.")
+    categories: list[JsonObject] | None = Field(default=None, description="The categories to choose from.")
+
+
+class Extraction(DocumentRun, Consensus):
+    """Structured data extracted from a document along a JSON schema."""
+
+    id: str = Field(description="Unique identifier of the extraction.")
+    json_schema: JsonObject | None = Field(default=None, description="The JSON schema of the data to extract.")
+    metadata: JsonObject | None = Field(default=None, description="Metadata supplied with the request.")
+
+
+class Parse(DocumentRun):
+    """A document turned into text, page by page."""
+
+    id: str = Field(description="Unique identifier of the parse.")
+    table_parsing_format: str | None = Field(default=None, description="How tables are written out.")
+
+
+class Partition(DocumentRun, Consensus):
+    """A document cut into chunks, one per value of a key."""
+
+    id: str = Field(description="Unique identifier of the partition.")
+    key: str | None = Field(default=None, description="What the document is partitioned by.")
+    allow_overlap: bool | None = Field(default=None, description="Whether chunks may share pages.")
+
+
+class Split(DocumentRun, Consensus):
+    """A document split into the subdocuments it holds."""
+
+    id: str = Field(description="Unique identifier of the split.")
+    subdocuments: list[JsonObject] | None = Field(default=None, description="The kinds of subdocument to find.")
+
+
+class SchemaGeneration(BackgroundRun):
+    """A JSON schema generated from example documents; its result is `json_schema`, not `output`."""
+
+    id: str = Field(description="Unique identifier of the schema generation.")
+    object: str = Field(default="schema", description='Object type, "schema".')
+    json_schema: JsonObject | None = Field(
+        default=None,
+        description="The generated JSON schema; null (the API's empty sentinel) until status is completed.",
+    )
+    strict: bool | None = Field(default=None, description="Whether the schema is strict.")
+    error: PrimitiveError | None = Field(
+        default=None, description="Error details when a background run fails; null otherwise."
+    )
+    created_at: datetime | None = Field(default=None, description="When the run was created.")
+
+    _output_sentinel = field_validator("json_schema", mode="before")(empty_sentinel_is_none)

@@ -30,8 +30,7 @@ import pydantic_core
 from mcp.types import CallToolResult, ContentBlock, ResourceLink, TextContent
 from pydantic import BaseModel, Field, ValidationError, create_model
 
-from retab_mcp.client import RUN_ID
-from retab_mcp.endpoints import Endpoint, tool_for
+from retab_mcp.endpoints import EDIT, RUN_ID, Endpoint, RunKind, tool_for
 from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, hint_for
 from retab_mcp.models import STATUS_DESCRIPTION, KnownStatus, is_terminal
 from retab_mcp.redaction import Redactor, may_hold_key_shape
@@ -140,15 +139,15 @@ class Waited:
 def result_model(endpoint: Endpoint) -> type[RunResult] | type[ListResult]:
     """The envelope of one tool: the common fields plus the run (or the page) under its noun."""
     name = "".join(part.title() for part in endpoint.tool.split("_")) + "Result"
-    noun = endpoint.kind.noun
+    kind = endpoint.kind
     if endpoint.action == "list":
-        page: Any = (list[RunSummary], Field(description=f"The {noun}s of this page; empty on errors."))
-        return create_model(name, __base__=ListResult, **{f"{noun}s": page})
+        page: Any = (list[RunSummary], Field(description=f"The {kind.plural} of this page; empty on errors."))
+        return create_model(name, __base__=ListResult, **{kind.page_key: page})
     run_field: Any = (
-        endpoint.kind.run_model | None,
-        Field(description=f"The {noun} as Retab returned it; null when the call failed."),
+        kind.run_model | None,
+        Field(description=f"The {kind.noun} as Retab returned it; null when the call failed."),
     )
-    return create_model(name, __base__=RunResult, **{noun: run_field})
+    return create_model(name, __base__=RunResult, **{kind.key: run_field})
 
 
 def succeeded(
@@ -162,9 +161,10 @@ def succeeded(
     output_omitted = False
     if not include_output:
         # A completed run has an output even when the status-only read sent `{}` in its place.
-        output_omitted = run_body.get("output") not in (None, {}, []) or run_body.get("status") == "completed"
-        if "output" in run_body:
-            run_body["output"] = None
+        field = kind.output_field
+        output_omitted = run_body.get(field) not in (None, {}, []) or run_body.get("status") == "completed"
+        if field in run_body:
+            run_body[field] = None
     omitted: list[OmittedData] = []
     run_body = _replace_large_data_urls(run_body, "", omitted)
     try:
@@ -176,12 +176,12 @@ def succeeded(
             f"Retab answered with a {kind.noun} this server cannot read (bad fields: "
             f"{bounded_line(', '.join(fields), 200)}).",
         ) from None
-    if kind.noun == "edit" and RUN_ID.fullmatch(run.id):
+    if kind is EDIT and RUN_ID.fullmatch(run.id):
         for item in omitted:
             if item.path == "output.filled_document.url":
                 item.resource_uri = FILLED_DOCUMENT_URI.format(edit_id=run.id)
     # A status this server does not know is passed on, but not at any length.
-    status = run.status if is_terminal(run.status) is not None else bounded_line(run.status, 64)
+    status = run.status if run.status is None or is_terminal(run.status) is not None else bounded_line(run.status, 64)
     terminal = is_terminal(status)
     envelope = result_model(endpoint)(
         ok=True,
@@ -193,7 +193,7 @@ def succeeded(
         omitted_data=omitted[:MAX_OMITTED_DATA],
         truncated=len(omitted) > MAX_OMITTED_DATA,
         error=None,
-        **{kind.noun: run},
+        **{kind.key: run},
     ).model_dump(mode="json")
     text = _to_json(envelope)
     budget = FULL_OUTPUT_JSON_BUDGET if include_output else DEFAULT_JSON_BUDGET
@@ -206,12 +206,12 @@ def succeeded(
 
 def listed(endpoint: Endpoint, body: object, *, status_filter: str | None) -> CallToolResult:
     """The envelope for a page of runs (`{"data": [...], "list_metadata": {...}}`), in summaries."""
-    noun = endpoint.kind.noun
+    kind = endpoint.kind
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, list) or not all(
         isinstance(item, dict) and isinstance(item.get("id"), str) for item in data
     ):
-        raise CallFailed(ErrorCode.INVALID_RESPONSE, f"Retab answered with JSON that is not a list of {noun}s.")
+        raise CallFailed(ErrorCode.INVALID_RESPONSE, f"Retab answered with JSON that is not a list of {kind.plural}.")
     assert isinstance(body, dict)
     summaries = [_summary(item) for item in data[:MAX_LIST_ITEMS]]
     metadata = body.get("list_metadata")
@@ -222,12 +222,12 @@ def listed(endpoint: Endpoint, body: object, *, status_filter: str | None) -> Ca
         left_out = len(summaries) - len(kept)
         if kept:
             active = sum(1 for summary in kept if summary.terminal is False)
-            note = f"{len(kept)} {noun}s, newest first; {active} still going."
+            note = f"{_count(len(kept), kind)}, newest first; {active} still going."
         else:
-            note = f"No {noun}s" + (f" with status {status_filter}." if status_filter else ".")
+            note = f"No {kind.plural}" + (f" with status {status_filter}." if status_filter else ".")
         if left_out:
             note += (
-                f" {left_out} more {noun}s of this page were left out: the page was too large to return "
+                f" {left_out} more of this page were left out: the page was too large to return "
                 f"(see `truncated`); call {endpoint.tool} with a smaller limit to see them."
             )
         elif next_after:
@@ -240,7 +240,7 @@ def listed(endpoint: Endpoint, body: object, *, status_filter: str | None) -> Ca
             note=note,
             truncated=bool(left_out),
             error=None,
-            **{f"{noun}s": kept},
+            **{kind.page_key: kept},
         ).model_dump(mode="json")
         return envelope, _to_json(envelope)
 
@@ -253,6 +253,10 @@ def listed(endpoint: Endpoint, body: object, *, status_filter: str | None) -> Ca
     return _render(envelope, text, f"{endpoint.tool}: {envelope['note']}")
 
 
+def _count(number: int, kind: RunKind) -> str:
+    return f"{number} {kind.noun if number == 1 else kind.plural}"
+
+
 def failed(endpoint: Endpoint, run_id: str, failure: CallFailed) -> CallToolResult:
     error = ErrorInfo(
         code=failure.code,
@@ -263,9 +267,9 @@ def failed(endpoint: Endpoint, run_id: str, failure: CallFailed) -> CallToolResu
         request_id=failure.request_id,
         hint=hint_for(failure, endpoint, run_id),
     )
-    noun = endpoint.kind.noun
+    kind = endpoint.kind
     if endpoint.action == "list":
-        fields: dict[str, Any] = {"next_after": None, "truncated": False, f"{noun}s": []}
+        fields: dict[str, Any] = {"next_after": None, "truncated": False, kind.page_key: []}
     else:
         fields = {
             "status": None,
@@ -274,7 +278,7 @@ def failed(endpoint: Endpoint, run_id: str, failure: CallFailed) -> CallToolResu
             "output_omitted": False,
             "omitted_data": [],
             "truncated": False,
-            noun: None,
+            kind.key: None,
         }
     envelope = result_model(endpoint)(ok=False, note=None, error=error, **fields).model_dump(mode="json")
     # Retab's own detail may end the message without a full stop; the hint is a sentence of its own.
@@ -337,12 +341,16 @@ _STOPPED_NOTES: Final = {
 }
 
 
-def _note(endpoint: Endpoint, status: str, terminal: bool | None, output_omitted: bool, waited: Waited | None) -> str:
+def _note(
+    endpoint: Endpoint, status: str | None, terminal: bool | None, output_omitted: bool, waited: Waited | None
+) -> str:
     noun = endpoint.kind.noun
     read = tool_for("read", endpoint.kind)
     waiting = f"after waiting {waited.seconds:.0f} s, " if waited and waited.seconds else ""
     stopped = _STOPPED_NOTES[endpoint.action]
-    if status in stopped:
+    if status is None:
+        note = f"Retab's answer did not say the {noun}'s status, so it is unknown; call {read} to read it."
+    elif status in stopped:
         note = stopped[status].format(noun=noun)
     elif terminal is not False:
         note = f"Retab reports a status this server does not know ({status!r}); treat it as the run's current state."
@@ -364,7 +372,9 @@ def _note(endpoint: Endpoint, status: str, terminal: bool | None, output_omitted
         }.get(waited.interrupted_by.code, f"a later read failed ({waited.interrupted_by.code})")
         note += f" Waiting ended early: {why}, so this is the last state seen; call {read} to read it again."
     if output_omitted:
-        note += f" Its output was left out; call {read} with include_output=true to get it."
+        field = endpoint.kind.output_field
+        what = "output" if field == "output" else f"`{field}`"
+        note += f" Its {what} was left out; call {read} with include_output=true to get it."
     return note
 
 
@@ -459,7 +469,7 @@ def _trim(endpoint: Endpoint, envelope: dict[str, Any], budget: int) -> tuple[di
     models do not declare (at any depth) and error details, then long strings, then the output,
     then every string to a short one. What the last step leaves is the declared scalar fields with
     short strings: a few KB whatever the API sent, so the loop always ends within budget."""
-    noun = endpoint.kind.noun
+    noun, field = endpoint.kind.key, endpoint.kind.output_field
     envelope["truncated"] = True
     run = _declared(envelope[noun], endpoint.kind.run_model)
     if isinstance(run.get("error"), dict):
@@ -473,8 +483,8 @@ def _trim(endpoint: Endpoint, envelope: dict[str, Any], budget: int) -> tuple[di
         envelope["omitted_data"] = _shorten_strings(envelope["omitted_data"], SHORT_STRING_CHARS)
 
     def without_output() -> None:
-        if envelope[noun].get("output") is not None:
-            envelope[noun]["output"] = None
+        if envelope[noun].get(field) is not None:
+            envelope[noun][field] = None
             envelope["output_omitted"] = True
 
     envelope[noun] = run

@@ -65,12 +65,12 @@ from mcp.types import (
 )
 from pydantic import Field, ValidationError
 
-from retab_mcp import __version__
+from retab_mcp._version import __version__
 from retab_mcp.actions import Progress, Upstream, max_wait_seconds, perform
 from retab_mcp.admission import Gate, cut_short
-from retab_mcp.client import RUN_ID_PATTERN, RetabClient, run_path
+from retab_mcp.client import RetabClient, run_path
 from retab_mcp.config import Settings
-from retab_mcp.endpoints import BY_TOOL, EDIT, ENDPOINTS, Endpoint, select
+from retab_mcp.endpoints import BY_TOOL, EDIT, ENDPOINTS, RUN_ID_PATTERN, Endpoint, select
 from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, hint_for, run_subject
 from retab_mcp.models import KnownStatus
 from retab_mcp.redaction import Redactor
@@ -105,12 +105,16 @@ FILLED_DOCUMENT: Final = re.compile(re.escape(FILLED_DOCUMENT_URI).replace(r"\{e
 
 
 def instructions(endpoints: tuple[Endpoint, ...]) -> str:
-    """What hosts put in the system prompt: the tools served and when to use each."""
+    """What hosts put in the system prompt: the kinds of run and the tools served, and when to use each."""
+    kinds = []
+    for kind in dict.fromkeys(endpoint.kind for endpoint in endpoints):
+        ids = " or ".join(f"{prefix}..." for prefix in kind.id_prefixes)
+        kinds.append((f"{kind.title}s" if kind.title else kind.plural) + (f" (ids like {ids})" if ids else ""))
+    served = kinds[0] if len(kinds) < 2 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
     tools = "; ".join(f"{endpoint.tool} {endpoint.brief}" for endpoint in endpoints)
     return (
-        "Tools for background Retab runs: file blueprints (ids like fbp_...) and edits (ids like edt_... "
-        f"or edit_...). {tools}. Every answer has `ok`, the run's `status`, whether it is `terminal`, "
-        "a `note` on what it means, and on failure an `error` whose `hint` says what to do next."
+        f"Tools for background Retab runs: {served}. {tools}. Every answer has `ok`, the run's `status`, whether it "
+        "is `terminal`, a `note` on what it means, and on failure an `error` whose `hint` says what to do next."
     )
 
 
@@ -180,7 +184,7 @@ class RetabMCPServer(MCPServer[AppState]):
         self.config = settings
         # Set while the lifespan runs: the upstream client is open. What /readyz reports.
         self.state: AppState | None = None
-        endpoints = select(settings.read_only, settings.tools)
+        endpoints = select(settings.read_only, settings.tools, settings.toolsets)
         max_wait = max_wait_seconds(settings)
         envelopes = json.loads(OUTPUT_SCHEMAS_FILE.read_text())
         self._tools = {
@@ -325,6 +329,10 @@ def _cut_short(
         return failed(endpoint, arguments[endpoint.kind.id_arg], failure)
 
 
+# A filled document given as a link: http(s), bounded, no blanks (it is quoted to the agent).
+LINK: Final = re.compile(r"https?://[!-~]{1,2000}")
+
+
 async def filled_document(edit_id: str, ctx: Context[AppState, Any]) -> tuple[str, str]:
     """`retab://edits/{edit_id}/filled_document`: the edit read whole; its filled document as
     base64 (a resource's blob) and its declared MIME type.
@@ -358,6 +366,14 @@ def _document(edit: str, body: Any, redactor: Redactor) -> tuple[str, str]:
     output = body.get("output") if isinstance(body, dict) else None
     document = output.get("filled_document") if isinstance(output, dict) else None
     url = document.get("url") if isinstance(document, dict) else None
+    if isinstance(url, str) and LINK.fullmatch(url):
+        # Retab's own SDK examples carry the document as a link: passed on as it is, never fetched.
+        raise ResourceError(
+            redactor.text(
+                f"Retab gives the filled document of {edit} as a link, not inline: {url} . This server "
+                "does not fetch links; the edit read with include_output=true carries it too."
+            )
+        )
     data = parse_data_url(url) if isinstance(url, str) else None
     if data is None:
         status = bounded_line(repr(body.get("status") if isinstance(body, dict) else None), 66)
@@ -462,6 +478,8 @@ def _build_tool(endpoint: Endpoint, max_wait: int, output_schema: dict[str, Any]
     for prop in schema["properties"].values():
         prop.pop("title", None)
     schema["additionalProperties"] = False
+    # Stated even when empty (the lists): some clients and linters read a missing list as unknown.
+    schema.setdefault("required", [])
     return built
 
 
@@ -496,12 +514,13 @@ def _arguments(endpoint: Endpoint, max_wait: int) -> dict[str, tuple[Any, Any]]:
     """Each argument of the row's tool: (annotation with its schema, default)."""
     kind = endpoint.kind
     if endpoint.action == "list":
-        return {
+        the_file = "the file with this exact name"
+        filters: dict[str, tuple[Any, Any]] = {
             "status": (
-                Annotated[KnownStatus | None, Field(description=f"Only {kind.noun}s with this status.")],
+                Annotated[KnownStatus | None, Field(description=f"Only {kind.plural} with this status.")],
                 None,
             ),
-            "limit": (Annotated[int, Field(description=f"How many {kind.noun}s to return.", ge=1, le=100)], 10),
+            "limit": (Annotated[int, Field(description=f"How many {kind.plural} to return.", ge=1, le=100)], 10),
             "after": (
                 Annotated[
                     str | None,
@@ -515,11 +534,13 @@ def _arguments(endpoint: Endpoint, max_wait: int) -> dict[str, tuple[Any, Any]]:
             "filename": (
                 Annotated[
                     str | None,
-                    Field(description="Only edits of the file with this exact name.", min_length=1, max_length=255),
+                    Field(description=f"Only {kind.plural} of {the_file}.", min_length=1, max_length=255),
                 ],
                 None,
             ),
         }
+        # Paging always; the filters Retab has for this kind.
+        return {name: value for name, value in filters.items() if name in ("limit", "after", *kind.list_filters)}
     verb = "cancel" if endpoint.action == "cancel" else "read"
     return {
         kind.id_arg: (
@@ -540,8 +561,8 @@ def _arguments(endpoint: Endpoint, max_wait: int) -> dict[str, tuple[Any, Any]]:
                 bool,
                 Field(
                     strict=True,  # true or false only: not "yes", 1 or "false" read as true
-                    description=f"Also return the run's `output` ({kind.output}). Off by default: it can be "
-                    "megabytes. Files over 64 KiB are replaced by a descriptor even then.",
+                    description=f"Also return the run's `{kind.output_field}` ({kind.output}). Off by default: it "
+                    "can be megabytes. Files over 64 KiB are replaced by a descriptor even then.",
                 ),
             ],
             False,

@@ -43,6 +43,7 @@ def test_every_variable_is_read() -> None:
         "RETAB_MCP_LOG_LEVEL": "debug",
         "RETAB_MCP_READ_ONLY": "true",
         "RETAB_MCP_TOOLS": "get_edit, list_edits",
+        "RETAB_MCP_TOOLSETS": "edits, all",
         "RETAB_MCP_SANDBOX": "true",
         "RETAB_MCP_TRANSPORT": "http",
         "RETAB_MCP_HOST": "0.0.0.0",
@@ -62,6 +63,7 @@ def test_every_variable_is_read() -> None:
     assert (settings.api_key, settings.base_url) == ("rt_test_x", "http://localhost:9")
     assert (settings.call_timeout, settings.max_attempts, settings.log_level) == (12.5, 2, "DEBUG")
     assert (settings.read_only, settings.tools) == (True, ("get_edit", "list_edits"))
+    assert settings.toolsets == ("edits", "all")
     assert (settings.sandbox, settings.transport, settings.host, settings.port) == (True, "http", "0.0.0.0", 9000)
     assert (settings.http_path, settings.stateful, settings.auth_token) == ("/rpc", True, "tok")
     assert settings.allowed_hosts == ("a.example:*", "b.example")
@@ -100,6 +102,7 @@ BAD_VALUES = {
 FREE_TEXT = {
     "RETAB_API_KEY",
     "RETAB_MCP_TOOLS",  # checked against the served tools when the server starts (test below)
+    "RETAB_MCP_TOOLSETS",  # checked against the run table when the server starts (test below)
     "RETAB_MCP_HOST",
     "RETAB_MCP_AUTH_TOKEN",
     "RETAB_MCP_ALLOWED_HOSTS",
@@ -163,6 +166,10 @@ def test_the_configured_key_is_redacted_whatever_its_shape() -> None:
         ([], {"RETAB_MCP_TOOLS": "nope"}, "nope"),
         (["--read-only", "--tools", "cancel_edit"], {}, "cancel_edit"),
         ([], {"RETAB_MCP_READ_ONLY": "maybe"}, "RETAB_MCP_READ_ONLY"),
+        (["--toolsets", "edits,invoices"], {}, "invoices"),
+        ([], {"RETAB_MCP_TOOLSETS": "all,workflows"}, "workflows"),
+        (["--toolsets", ""], {}, "RETAB_MCP_TOOLSETS"),
+        (["--toolsets", "edits", "--tools", "get_blueprint"], {}, "blueprints"),
     ],
 )
 def test_a_tool_selection_that_names_no_served_tool_stops_start_up(
@@ -184,5 +191,5 @@ def test_a_tool_selection_that_names_no_served_tool_stops_start_up(
 def test_help_names_the_sandbox_runs_and_the_tool_flags() -> None:
     done = subprocess.run([*SERVER_COMMAND, "--help"], env=clean_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
-    for text in ("--read-only", "--tools", "edt_stopping01", "fbp_a1b2c3d4e5f6", "edt_completed01"):
+    for text in ("--read-only", "--tools", "--toolsets", "edt_stopping01", "fbp_a1b2c3d4e5f6", "edt_completed01"):
         assert text in done.stdout

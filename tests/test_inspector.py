@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from retab_mcp.endpoints import ENDPOINTS, select
 from tests.support import npm_command, tool_env
 
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
@@ -40,7 +41,7 @@ def test_tools_list_is_clean_under_strict_lint() -> None:
     assert "schemaFindings" not in output
     assert "Schema portability" not in stderr
     tools = {tool["name"]: tool for tool in output["result"]["tools"]}
-    assert sorted(tools) == ["cancel_blueprint", "cancel_edit", "get_blueprint", "get_edit", "list_edits"]
+    assert sorted(tools) == sorted(endpoint.tool for endpoint in select(False, ()))
     assert tools["cancel_edit"]["annotations"]["destructiveHint"] is True
     assert tools["get_edit"]["annotations"]["readOnlyHint"] is True
     assert tools["cancel_edit"]["inputSchema"]["properties"]["edit_id"]["maxLength"] == 128
@@ -117,7 +118,9 @@ def test_list_edits_finds_the_running_edits() -> None:
 def test_read_only_lists_and_serves_only_the_read_tools() -> None:
     code, output, stderr = inspector("--method", "tools/list", target=[*SERVER, "--read-only"])
     assert code == 0, stderr
-    assert sorted(tool["name"] for tool in output["result"]["tools"]) == ["get_blueprint", "get_edit", "list_edits"]
+    assert sorted(tool["name"] for tool in output["result"]["tools"]) == sorted(
+        endpoint.tool for endpoint in select(True, ())
+    )
     code, output, _ = inspector(
         "--method",
         "tools/call",
@@ -129,3 +132,11 @@ def test_read_only_lists_and_serves_only_the_read_tools() -> None:
     )
     assert code != 0
     assert "structuredContent" not in json.dumps(output)
+
+
+def test_every_toolset_lists_the_whole_table_clean_under_strict_lint() -> None:
+    code, output, stderr = inspector("--method", "tools/list", "--strict", target=[*SERVER, "--toolsets", "all"])
+    assert code == 0, stderr
+    assert "schemaFindings" not in output
+    assert [tool["name"] for tool in output["result"]["tools"]] == [endpoint.tool for endpoint in ENDPOINTS]
+    assert len(ENDPOINTS) == 22

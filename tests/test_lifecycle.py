@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import pytest
@@ -19,6 +19,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, BlobResourceContents, ResourceLink
 
 from retab_mcp.config import ConfigError, Settings
+from retab_mcp.endpoints import select
 from retab_mcp.sandbox import SANDBOX_API_KEY, SEEDED_RUNS, Fault, RunningSandbox, Sandbox, serve_in_thread
 from retab_mcp.server import RetabMCPServer
 from tests.conftest import ERAS, Agent, connect
@@ -375,7 +376,7 @@ async def test_a_client_cancel_stops_the_polling_and_the_server_keeps_serving(
 async def test_read_only_serves_only_the_read_tools(settings: Settings, sandbox: RunningSandbox, mode: str) -> None:
     async for agent in connect(RetabMCPServer(replace(settings, read_only=True)), mode):
         names = sorted(tool.name for tool in (await agent.client.list_tools()).tools)
-        assert names == ["get_blueprint", "get_edit", "list_edits"]
+        assert names == sorted(endpoint.tool for endpoint in select(True, ()))
         assert all(
             tool.annotations and tool.annotations.read_only_hint for tool in (await agent.client.list_tools()).tools
         )
@@ -412,3 +413,72 @@ def test_a_tool_selection_that_cannot_be_served_names_the_problem(changes: dict[
         RetabMCPServer(replace(Settings(), **changes))
     assert named in str(caught.value)
     assert "RETAB_MCP_TOOLS" in str(caught.value)
+
+
+# The shape of the edit payload Retab's SDKs are tested with: no `status`, and the filled document
+# as an https link rather than a data URL.
+SDK_EXAMPLE_EDIT: Final = {
+    "id": "edt_sdkexample01",
+    "file": {"id": "file_01", "filename": "form.pdf", "mime_type": "application/pdf"},
+    "model": "retab-small",
+    "instructions": "Fill the form.",
+    "config": {"color": "#000080"},
+    "template_id": None,
+    "output": {
+        "form_data": [
+            {
+                "bbox": {"left": 0.1, "top": 0.1, "width": 0.2, "height": 0.02, "page": 1},
+                "description": "Name",
+                "type": "text",
+                "key": "name",
+                "value": "Acme Corp",
+            }
+        ],
+        "filled_document": {"filename": "form_filled.pdf", "url": "https://files.example.com/form_filled.pdf"},
+    },
+    "filled_document_ref": {"id": "file_02", "filename": "form_filled.pdf", "mime_type": "application/pdf"},
+    "usage": {"credits": 1},
+    "created_at": "2026-01-01T00:00:00.000Z",
+}
+
+
+def answer_as_the_sdk_example(sandbox: RunningSandbox, match: str, times: int = 1) -> None:
+    sandbox.sandbox.add_fault(Fault(status=200, match=match, body=json.dumps(SDK_EXAMPLE_EDIT), times=times))
+
+
+async def test_a_status_retab_did_not_send_is_unknown_everywhere(agent: Agent, sandbox: RunningSandbox) -> None:
+    for tool in ("get_edit", "cancel_edit"):
+        answer_as_the_sdk_example(sandbox, "/v1/edits/edt_sdkexample01")
+        _, envelope = await agent.call(tool, {"edit_id": "edt_sdkexample01"})
+        assert (envelope["ok"], envelope["status"], envelope["terminal"]) == (True, None, None), tool
+        assert envelope["edit"]["status"] is None
+        assert "did not say" in envelope["note"]
+        assert "unknown" in envelope["note"]
+    page = {"data": [SDK_EXAMPLE_EDIT], "list_metadata": {"before": None, "after": None}}
+    sandbox.sandbox.add_fault(Fault(status=200, match="/v1/edits?", body=json.dumps(page)))
+    _, listed = await agent.call("list_edits", {})
+    [summary] = listed["edits"]
+    assert (summary["status"], summary["terminal"]) == (None, None)
+
+
+async def test_a_filled_document_given_as_a_link_is_passed_on_never_fetched(
+    agent: Agent, sandbox: RunningSandbox
+) -> None:
+    answer_as_the_sdk_example(sandbox, "/v1/edits/edt_sdkexample01", times=2)
+    _, envelope = await agent.call("get_edit", {"edit_id": "edt_sdkexample01", "include_output": True})
+    link = envelope["edit"]["output"]["filled_document"]["url"]
+    assert link == "https://files.example.com/form_filled.pdf"
+    assert envelope["omitted_data"] == []
+    with pytest.raises(MCPError) as caught:
+        await agent.client.read_resource("retab://edits/edt_sdkexample01/filled_document")
+    message = caught.value.error.message
+    assert link in message
+    assert "as a link" in message
+    assert "no filled document" not in message
+    # Only Retab was asked, never the link's host.
+    assert {path for _, path, _ in sent(sandbox)} == {"/v1/edits/edt_sdkexample01"}
+
+
+async def test_a_page_of_one_run_says_one_run(agent: Agent) -> None:
+    _, page = await agent.call("list_edits", {"limit": 1})
+    assert page["note"].startswith("1 edit, newest first")

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from retab_mcp.config import ENV_VARS
-from retab_mcp.endpoints import ENDPOINTS
+from retab_mcp.endpoints import select
 from retab_mcp.errors import ErrorCode
 
 ROOT = Path(__file__).parent.parent
@@ -75,6 +75,6 @@ def test_every_inspector_command_that_starts_the_server_with_a_key_passes_it_wit
         assert "-e RETAB_API_KEY=" in command.split(" -- ", 1)[0], command
 
 
-def test_the_claude_code_allowlist_names_the_read_tools_and_no_cancel() -> None:
+def test_the_claude_code_allowlist_names_the_default_read_tools_and_no_cancel() -> None:
     [allowed] = re.findall(r'--allowedTools "([^"]+)"', CLIENTS_DOC)
-    assert set(allowed.split(",")) == {f"mcp__retab__{e.tool}" for e in ENDPOINTS if e.read_only}
+    assert set(allowed.split(",")) == {f"mcp__retab__{e.tool}" for e in select(True, ())}

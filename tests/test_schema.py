@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from retab_mcp.config import Settings
+from retab_mcp.endpoints import BY_TOOL, select
 from retab_mcp.server import RetabMCPServer
 from tests.conftest import ERAS, connect
 
@@ -74,15 +75,17 @@ async def test_tools_list_matches_the_reviewed_snapshot(mode: str) -> None:
     assert tools == json.loads(SNAPSHOT.read_text()), "schema changed: review, then regenerate the snapshot"
 
 
-CANCELS = {"cancel_blueprint": "blueprint_id", "cancel_edit": "edit_id"}
-READS = {"get_blueprint": "blueprint_id", "get_edit": "edit_id"}
+# The default tools, from the run table.
+DEFAULT = select(False, ())
+CANCELS = {endpoint.tool: endpoint.kind.id_arg for endpoint in DEFAULT if endpoint.action == "cancel"}
+READS = {endpoint.tool: endpoint.kind.id_arg for endpoint in DEFAULT if endpoint.action == "read"}
 # What a host's model reads of a tool: its name, description and inputSchema.
 CARD_LIMIT = 1536
 
 
 async def test_five_tools_with_titles_and_honest_annotations() -> None:
     tools = {tool["name"]: tool for tool in await list_tools("auto")}
-    assert sorted(tools) == ["cancel_blueprint", "cancel_edit", "get_blueprint", "get_edit", "list_edits"]
+    assert sorted(tools) == sorted(endpoint.tool for endpoint in DEFAULT)
     for name, tool in tools.items():
         assert tool["title"]
         cancel = name in CANCELS
@@ -97,7 +100,7 @@ async def test_five_tools_with_titles_and_honest_annotations() -> None:
 async def test_each_description_says_what_it_changes_and_which_tool_to_use_instead() -> None:
     """Hosts forward neither the title nor the annotations to the model: the description must say it."""
     tools = {tool["name"]: tool for tool in await list_tools("auto")}
-    for cancel, read in [("cancel_blueprint", "get_blueprint"), ("cancel_edit", "get_edit")]:
+    for cancel, read in [(tool, BY_TOOL[tool].kind.tool("read")) for tool in CANCELS]:
         assert "cannot be resumed" in tools[cancel]["description"]
         assert f"use {read} (read-only)" in tools[cancel]["description"]
         assert "Read-only: changes nothing" in tools[read]["description"]
@@ -142,7 +145,7 @@ async def test_the_wait_maximum_follows_the_call_budget() -> None:
 
 async def test_list_edits_declares_its_filters_and_bounds() -> None:
     schema = {t["name"]: t for t in await list_tools("auto")}["list_edits"]["inputSchema"]
-    assert "required" not in schema
+    assert schema["required"] == []
     properties = schema["properties"]
     assert set(properties) == {"status", "limit", "after", "filename"}
     assert (properties["limit"]["minimum"], properties["limit"]["maximum"], properties["limit"]["default"]) == (
@@ -155,12 +158,7 @@ async def test_list_edits_declares_its_filters_and_bounds() -> None:
 
 @pytest.mark.parametrize(
     ("tool", "run_field", "run_model"),
-    [
-        ("cancel_blueprint", "blueprint", "FileBlueprint"),
-        ("cancel_edit", "edit", "Edit"),
-        ("get_blueprint", "blueprint", "FileBlueprint"),
-        ("get_edit", "edit", "Edit"),
-    ],
+    [(tool, BY_TOOL[tool].kind.key, BY_TOOL[tool].kind.run_model.__name__) for tool in [*CANCELS, *READS]],
 )
 async def test_output_schema_is_one_envelope_carrying_every_documented_field(
     tool: str, run_field: str, run_model: str

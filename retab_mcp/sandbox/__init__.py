@@ -1,11 +1,12 @@
-"""The embedded Retab sandbox: an offline stand-in for the two cancel endpoints.
+"""The embedded Retab sandbox: an offline stand-in for the Retab endpoints of the run table.
 
 It is how a newcomer runs the server with no key and no network (`retab-mcp --sandbox`), what
 anything else can be pointed at (`retab-mcp sandbox --port N`, then `RETAB_API_BASE_URL`), and
 the backend of the tests, always over a real loopback socket. It follows
 `shared/reference/retab-api.md`: the wire format, both auth headers, runs in every lifecycle
 state that advance over time, idempotent cancel (some runs stop only seconds after it), reads and
-the edit list with their query parameters, the API's 404 and 422 bodies, and programmable faults.
+lists with their query parameters on routes derived from the run table (retab_mcp/endpoints.py),
+the API's 404 and 422 bodies, and programmable faults.
 
 Keys: any `rt_test_...` key is accepted (`rt_test_sandbox` is the default), `rt_test_forbidden`
 gets 403, anything else 401. Nothing here is imported unless the sandbox is used.

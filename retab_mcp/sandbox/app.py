@@ -1,5 +1,6 @@
-"""The sandbox's HTTP face: Retab's two cancel endpoints, their reads and the edit list, in the real
-wire format, plus `/_sandbox/...` routes that tests use to program faults and read the request log.
+"""The sandbox's HTTP face: every endpoint of the run table (retab_mcp/endpoints.py), each kind's
+cancel, read and list, on the table's own paths and in the real wire format, plus `/_sandbox/...`
+routes that tests use to program faults and read the request log.
 
 Query parameters are validated as the API's FastAPI does, answering 422 with its list-shaped
 `detail`, so a client that sends a bad one finds out here rather than in production.
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from retab_mcp.endpoints import ENDPOINTS
 from retab_mcp.sandbox.state import (
     FORBIDDEN_API_KEY,
     STATUSES,
@@ -100,7 +102,7 @@ def create_app(sandbox: Sandbox) -> Starlette:
                         "detail": {
                             "code": "HTTP_EXCEPTION",
                             "message": "An HTTP exception occurred.",
-                            "details": {"error": f"{kind} not found: {run_id}"},
+                            "details": {"error": f"{kind.replace('_', ' ')} not found: {run_id}"},
                         }
                     },
                     404,
@@ -128,11 +130,14 @@ def create_app(sandbox: Sandbox) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/v1/files/blueprints/{run_id}/cancel", api("blueprint", "cancel"), methods=["POST"]),
-            Route("/v1/files/blueprints/{run_id}", api("blueprint", "read"), methods=["GET"]),
-            Route("/v1/edits/{run_id}/cancel", api("edit", "cancel"), methods=["POST"]),
-            Route("/v1/edits/{run_id}", api("edit", "read"), methods=["GET"]),
-            Route("/v1/edits", api("edit", "list"), methods=["GET"]),
+            *(
+                Route(
+                    endpoint.path.replace("{id}", "{run_id}"),
+                    api(endpoint.kind.key, endpoint.action),
+                    methods=[endpoint.method],
+                )
+                for endpoint in ENDPOINTS
+            ),
             Route("/_sandbox/faults", add_fault, methods=["POST"]),
             Route("/_sandbox/requests", requests, methods=["GET"]),
             Route("/_sandbox/reset", reset, methods=["POST"]),

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-Kind = Literal["blueprint", "edit"]
+# A kind of run: the `key` of its row in the run table ("blueprint", "edit", "schema_generation").
+Kind = str
 
 SANDBOX_API_KEY: Final = "rt_test_sandbox"
 # A sandbox key the API accepts but that may not act on anything: answers 403.
@@ -107,7 +108,7 @@ _ACTIVE_SCHEDULES: Final[dict[str, list[tuple[float, str]]]] = {
     "queued": [(0, "queued"), (60, "in_progress"), (3600, "completed")],
     "in_progress": [(0, "in_progress"), (3600, "completed")],
 }
-SEEDED_RUNS: Final[tuple[tuple[Kind, str, str], ...]] = (
+SEEDED_RUNS: tuple[tuple[Kind, str, str], ...] = (
     ("blueprint", "fbp_a1b2c3d4e5f6", "in_progress"),
     ("blueprint", "fbp_pending01", "pending"),
     ("blueprint", "fbp_queued01", "queued"),
@@ -126,6 +127,78 @@ SEEDED_RUNS: Final[tuple[tuple[Kind, str, str], ...]] = (
     ("edit", "edt_cancelled01", "cancelled"),
     ("edit", "edt_minimal01", "in_progress"),
     ("edit", "edt_stopping01", "in_progress"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KindSeed:
+    """How the sandbox seeds and renders a kind of run beyond blueprints and edits: one run in
+    each status, ids `<prefix><status>01`, with Retab's fields for that kind."""
+
+    prefix: str
+    fields: dict[str, Any]  # what its body carries beside the common fields
+    output: Any  # a completed run's result
+    output_field: str = "output"
+    # The document primitives run on a file with a model; a schema generation does not.
+    on_file: bool = True
+
+
+# Every kind of the run table beyond blueprints and edits (tests check the two agree).
+KIND_SEEDS: Final[dict[Kind, KindSeed]] = {
+    "classification": KindSeed(
+        prefix="cls_",
+        fields={
+            "categories": [
+                {"name": "invoice", "description": "An invoice."},
+                {"name": "receipt", "description": "A receipt."},
+            ],
+            "n_consensus": 1,
+            "consensus": None,
+        },
+        output={"category": "invoice", "reasoning": "It lists amounts due and a due date."},
+    ),
+    "extraction": KindSeed(
+        prefix="ext_",
+        fields={
+            "json_schema": {"type": "object", "properties": {"total": {"type": "number"}}},
+            "n_consensus": 1,
+            "consensus": None,
+            "metadata": {},
+        },
+        output={"total": 1280.5},
+    ),
+    "parse": KindSeed(
+        prefix="prs_",
+        fields={"table_parsing_format": "markdown"},
+        output={"pages": [{"page": 1, "text": "Invoice 2026-041. Total due: 1280.50"}]},
+    ),
+    "partition": KindSeed(
+        prefix="prt_",
+        fields={"key": "invoice_number", "n_consensus": 1, "allow_overlap": False, "consensus": None},
+        output={"partitions": [{"key": "2026-041", "pages": [1, 2]}]},
+    ),
+    "split": KindSeed(
+        prefix="spl_",
+        fields={
+            "subdocuments": [{"name": "invoice", "description": "An invoice."}],
+            "n_consensus": 1,
+            "consensus": None,
+        },
+        output={"splits": [{"name": "invoice", "pages": [1, 2]}]},
+    ),
+    "schema_generation": KindSeed(
+        prefix="sgen_",
+        fields={"object": "schema", "strict": True},
+        output={"type": "object", "properties": {"total": {"type": "number"}}, "required": ["total"]},
+        output_field="json_schema",
+        on_file=False,
+    ),
+}
+_SEED_STATUS_NAMES: Final = {"in_progress": "running"}
+SEEDED_RUNS += tuple(
+    (kind, f"{seed.prefix}{_SEED_STATUS_NAMES.get(status, status)}01", status)
+    for kind, seed in KIND_SEEDS.items()
+    for status in STATUSES
 )
 # Runs whose cancel is accepted (it answers in_progress) but takes effect only later.
 STOP_DELAYS: Final[dict[str, float]] = {"fbp_stopping01": STOP_DELAY_SECONDS, "edt_stopping01": STOP_DELAY_SECONDS}
@@ -332,6 +405,8 @@ class Sandbox:
                 "completed_at": completed,
                 "updated_at": updated,  # not in the docs, but on the wire
             }
+        elif run.kind in KIND_SEEDS:
+            body = self._primitive(run, status, error, file_ref, created, updated)
         else:
             done = status == "completed"
             filled_name = run.filename.removesuffix(".pdf") + "_filled.pdf"
@@ -356,8 +431,24 @@ class Sandbox:
                 "created_at": created,
                 "updated_at": updated,
             }
+        output_field = KIND_SEEDS[run.kind].output_field if run.kind in KIND_SEEDS else "output"
         if not include_output:
-            body["output"] = {}
+            body[output_field] = {}
+        return body
+
+    def _primitive(
+        self, run: Run, status: str, error: dict[str, Any] | None, file_ref: dict[str, str], created: str, updated: str
+    ) -> dict[str, Any]:
+        seed = KIND_SEEDS[run.kind]
+        done = status == "completed"
+        body: dict[str, Any] = {"id": run.id}
+        if seed.on_file:
+            body |= {"file": file_ref, "model": "retab-small", "instructions": "Follow the document's own layout."}
+        body |= seed.fields
+        body[seed.output_field] = seed.output if done else {}
+        body |= {"status": status, "error": error, "created_at": created, "updated_at": updated}
+        if seed.on_file:
+            body["usage"] = {"credits": 1.0, "page_count": 1} if done else None
         return body
 
     def _edit_output(self, filled_name: str) -> dict[str, Any]:
