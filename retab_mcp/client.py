@@ -29,6 +29,7 @@ from urllib.parse import quote
 import anyio
 import pydantic_core
 
+from retab_mcp._json import map_json
 from retab_mcp._version import __version__
 from retab_mcp.config import KEY_PATTERN, KEY_RULE, Settings, display_url
 from retab_mcp.endpoints import RUN_ID
@@ -390,12 +391,12 @@ def _structure(body: bytes | bytearray) -> int:
 
 
 def _finite(value: Any) -> Any:
+    return map_json(value, _finite_number)
+
+
+def _finite_number(value: Any, _key: object, _parent: object) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else math.copysign(sys.float_info.max, value)
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
     return value
 
 
