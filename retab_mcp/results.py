@@ -32,7 +32,8 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from retab_mcp._json import Location, map_json, path_text
 from retab_mcp.endpoints import EDIT, RUN_ID, Endpoint, RunKind, tool_for
-from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, hint_for
+from retab_mcp.errors import CallFailed, ErrorCode, bounded_line
+from retab_mcp.hints import hint_for
 from retab_mcp.models import STATUS_DESCRIPTION, KnownStatus, is_terminal
 from retab_mcp.redaction import Redactor, may_hold_key_shape
 

@@ -71,7 +71,8 @@ from retab_mcp.admission import Gate, cut_short
 from retab_mcp.client import RetabClient, run_path
 from retab_mcp.config import Settings
 from retab_mcp.endpoints import BY_TOOL, EDIT, ENDPOINTS, RUN_ID_PATTERN, Endpoint, select
-from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, hint_for, run_subject
+from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, run_subject
+from retab_mcp.hints import hint_for
 from retab_mcp.models import KnownStatus
 from retab_mcp.redaction import Redactor
 from retab_mcp.results import (
