@@ -55,6 +55,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from retab_mcp import __version__
+from retab_mcp.admission import handing_over
 from retab_mcp.config import Settings, display_url
 from retab_mcp.endpoints import Endpoint
 from retab_mcp.errors import CallFailed, ErrorCode
@@ -187,7 +188,7 @@ class Front:
                 result.pop("resultType", None)  # 2026-07-28 vocabulary; these answers are to older clients
                 await JSONResponse({"jsonrpc": "2.0", "id": request_id, "result": result})(scope, receive, send)
                 return
-            with state.gate.holding(slot):
+            with state.gate.holding(slot), handing_over(slot):  # to `server.call`: handed_slot()
                 await self.app(scope, receive, send)
 
         return admitted

@@ -67,7 +67,7 @@ from pydantic import Field, ValidationError
 
 from retab_mcp._version import __version__
 from retab_mcp.actions import Progress, Upstream, max_wait_seconds, perform
-from retab_mcp.admission import Gate, cut_short
+from retab_mcp.admission import Gate, cut_short, handed_slot
 from retab_mcp.client import RetabClient, run_path
 from retab_mcp.config import Settings
 from retab_mcp.endpoints import BY_TOOL, EDIT, ENDPOINTS, RUN_ID_PATTERN, Endpoint, select
@@ -272,7 +272,8 @@ async def call(
     try:
         api_key = _api_key(state.settings, ctx.headers if ctx else None)
         secrets.append(api_key)
-        async with state.gate.admitted(began) as slot:
+        # Over stateless HTTP the front already admitted the call and hands its slot over.
+        async with state.gate.admitted(began, handed_slot()) as slot:
             upstream = Upstream(state.client, api_key, deadline, idle=slot.idle)
             progress = _redacting(ctx.report_progress, Redactor(secrets)) if ctx else _no_progress
             with slot.scope:
