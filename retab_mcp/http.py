@@ -59,8 +59,9 @@ from retab_mcp.admission import handing_over
 from retab_mcp.config import Settings, display_url
 from retab_mcp.endpoints import Endpoint
 from retab_mcp.errors import CallFailed, ErrorCode
+from retab_mcp.keys import bearer_token, caller_key
 from retab_mcp.results import failed
-from retab_mcp.server import RetabMCPServer, bearer_token, caller_key, log_call
+from retab_mcp.server import RetabMCPServer, log_call
 
 # A tool call's JSON-RPC body is a few hundred bytes; nothing legitimate comes near this.
 MAX_REQUEST_BODY_BYTES: Final = 64 * 1024

@@ -73,6 +73,7 @@ from retab_mcp.config import Settings
 from retab_mcp.endpoints import BY_TOOL, EDIT, ENDPOINTS, RUN_ID_PATTERN, Endpoint, select
 from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, run_subject
 from retab_mcp.hints import hint_for
+from retab_mcp.keys import call_key, caller_key
 from retab_mcp.models import KnownStatus
 from retab_mcp.redaction import Redactor
 from retab_mcp.results import (
@@ -270,7 +271,7 @@ async def call(
     secrets = [state.settings.api_key, state.settings.auth_token]
     upstream = None
     try:
-        api_key = _api_key(state.settings, ctx.headers if ctx else None)
+        api_key = call_key(state.settings.api_key, ctx.headers if ctx else None)
         secrets.append(api_key)
         # Over stateless HTTP the front already admitted the call and hands its slot over.
         async with state.gate.admitted(began, handed_slot()) as slot:
@@ -348,7 +349,7 @@ async def filled_document(edit_id: str, ctx: Context[AppState, Any]) -> tuple[st
     edit = run_subject("edit", edit_id)
     began, deadline = anyio.current_time(), state.client.deadline()
     try:
-        api_key = _api_key(state.settings, ctx.headers)
+        api_key = call_key(state.settings.api_key, ctx.headers)
         async with state.reads.admitted(began) as slot:
             upstream = Upstream(state.client, api_key, deadline)
             with slot.scope:
@@ -420,31 +421,6 @@ def _redacting(report: Progress, redactor: Redactor) -> Progress:
 
 async def _no_progress(progress: float, total: float | None, message: str | None) -> None:
     """Where there is no request context (a direct call), there is no one to report to."""
-
-
-def bearer_token(headers: Mapping[str, str]) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, if there is one."""
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    return (token.strip() or None) if scheme.lower() == "bearer" else None
-
-
-def caller_key(headers: Mapping[str, str] | None) -> str | None:
-    """The Retab key an HTTP caller sent: `Authorization: Bearer <key>` or `Api-Key: <key>`."""
-    if not headers:
-        return None
-    return bearer_token(headers) or headers.get("api-key", "").strip() or None
-
-
-def _api_key(settings: Settings, headers: Mapping[str, str] | None) -> str:
-    # A server key wins: then the caller's Authorization header carries the server's auth token,
-    # which must never be sent to Retab.
-    key = settings.api_key or caller_key(headers)
-    if not key:
-        raise CallFailed(
-            ErrorCode.CONFIGURATION_ERROR,
-            "No Retab API key: RETAB_API_KEY is not set in this server's environment. Nothing was sent.",
-        )
-    return key
 
 
 def _build_tool(endpoint: Endpoint, max_wait: int, output_schema: dict[str, Any]) -> Tool:
