@@ -54,7 +54,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from retab_mcp import __version__
+from retab_mcp import _sdk
+from retab_mcp._version import __version__
 from retab_mcp.admission import handing_over
 from retab_mcp.config import Settings, display_url
 from retab_mcp.endpoints import Endpoint
@@ -361,9 +362,9 @@ class _Sessions:
 
     def _held(self, fingerprint: str) -> int:
         """Sessions of this key: those open, and those being opened (an upper bound)."""
-        # The SDK's record of who opened each open session: it has no public view of it.
-        owners = self._server.session_manager._session_owners.values()
-        return self._opening[fingerprint] + sum(1 for owner in owners if owner["client_id"] == fingerprint)
+        # The SDK's record of who opened each open session: it has no public view of it (_sdk.py).
+        owners = _sdk.session_owners(self._server.session_manager)
+        return self._opening[fingerprint] + sum(1 for owner in owners if owner == fingerprint)
 
     async def refusal(self, key: str, opens: bool) -> Response | None:
         """Why a request that may open a session (`opens`) or needs none is refused, or None."""

@@ -65,6 +65,7 @@ from mcp.types import (
 )
 from pydantic import Field, ValidationError
 
+from retab_mcp import _sdk
 from retab_mcp._version import __version__
 from retab_mcp.actions import Progress, Upstream, max_wait_seconds, perform
 from retab_mcp.admission import Gate, cut_short, handed_slot
@@ -215,14 +216,14 @@ class RetabMCPServer(MCPServer[AppState]):
             )(filled_document)
             # Read here rather than through the template: the SDK's path would decode the document
             # and encode it again (copies of tens of MB), and serve every one as application/pdf.
-            self._lowlevel_server.add_request_handler("resources/read", ReadResourceRequestParams, self._read)
+            _sdk.lowlevel(self).add_request_handler("resources/read", ReadResourceRequestParams, self._read)
 
     async def _read(
         self, ctx: ServerRequestContext[AppState], params: ReadResourceRequestParams
     ) -> ReadResourceResult | InputRequiredResult:
         match = FILLED_DOCUMENT.fullmatch(str(params.uri))
         if match is None:  # not ours: the SDK's answer (unknown resource)
-            return await self._handle_read_resource(ctx, params)
+            return await _sdk.sdk_read_resource(self, ctx, params)
         context: Context[AppState, Any] = Context(request_context=ctx, mcp_server=self)
         try:
             blob, mime_type = await filled_document(match["edit_id"], context)
