@@ -50,3 +50,10 @@ def test_leaf_modules_import_nothing_from_the_package() -> None:
 
 def test_the_error_module_knows_no_tool() -> None:
     assert "retab_mcp.endpoints" not in package_imports("retab_mcp.errors")
+
+
+def test_no_test_module_imports_another() -> None:
+    tests = {path.stem for path in (ROOT / "tests").glob("test_*.py")}
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        imported = {name.split(".")[1] for name in imports_of(path) if name.startswith("tests.")}
+        assert not imported & (tests | {"conftest"}), f"{path.name} imports {sorted(imported & (tests | {'conftest'}))}"
