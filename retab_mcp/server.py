@@ -541,7 +541,7 @@ def _arguments(endpoint: Endpoint, max_wait: int) -> dict[str, tuple[Any, Any]]:
                 Field(
                     strict=True,  # true or false only: not "yes", 1 or "false" read as true
                     description=f"Also return the run's `{kind.output_field}` ({kind.output}). Off by default: it "
-                    "can be megabytes. Files over 64 KiB are replaced by a descriptor even then.",
+                    "can be megabytes; files over 64 KiB become a descriptor even then.",
                 ),
             ],
             False,
@@ -551,7 +551,7 @@ def _arguments(endpoint: Endpoint, max_wait: int) -> dict[str, tuple[Any, Any]]:
                 float,
                 Field(
                     description="Wait up to this many seconds for the run to stop, answering as soon as "
-                    "it does (0: answer at once; over the maximum: refused).",
+                    "it does (0: at once; over the maximum: refused).",
                     ge=0,
                     le=max_wait,
                 ),
