@@ -18,9 +18,10 @@ Decisions, and why:
   (finished, or `shutting_down` just before it ends), then the process exits 0.
 - Bounded for hostile clients: a request's headers and body must arrive within 10 s of the
   connection's opening (or of the previous response), idle keep-alive connections close after
-  5 s, and at most 1,000 connections are served at once. The front reads each MCP request's
-  body itself (64 KiB at most), so a client that leaves mid-body costs nothing but its socket,
-  and a stateless call whose client leaves is cancelled (the SDK does not watch for it there).
+  5 s, and past 1,000 connections or requests at once an MCP request is answered 503 (the
+  probes are exempt). The front reads each MCP request's body itself (64 KiB at most), so a
+  client that leaves mid-body costs nothing but its socket, and a stateless call whose client
+  leaves is cancelled (the SDK does not watch for it there).
 - `--stateful` sessions are capped (`RETAB_MCP_MAX_SESSIONS`) and expire after 10 idle minutes.
   In caller's-key mode they open only for a key Retab accepts, one key holds at most a tenth of
   them, and a session answers only the key that opened it (404 to another, as the SDK answers

@@ -7,11 +7,12 @@ satisfy, with the same JSON repeated as text, reads the same in every client.
 
 Runs (cancel, read) and pages of runs (list) each have their envelope shape.
 
-Size: a run's `output` can hold a multi-megabyte PDF as a data URL. It is left out unless asked
-for, and any data URL over 64 KiB is replaced by a short descriptor even then. A result still
-too large is trimmed in steps that end, by construction, in a record of the declared scalar
-fields only, with short strings (`_trim`); a page of runs drops runs from its end. So a default
-result stays under 64 KiB whatever the API sends, and `truncated` says when anything was cut.
+Size: a run's result (`output`, a schema generation's `json_schema`) can be megabytes: an edit's
+holds its filled PDF as a data URL. It is left out unless asked for, and any data URL over
+64 KiB is replaced by a short descriptor even then. A result still too large is trimmed in steps
+that end, by construction, in a record of the declared scalar fields only, with short strings
+(`_trim`); a page of runs drops runs from its end. So a default result stays under 64 KiB
+whatever the API sends, and `truncated` says when anything was cut.
 
 Every result is redacted (redaction.py) before it leaves, and its JSON is strict: no NaN or
 Infinity, which most clients cannot parse.

@@ -1,5 +1,5 @@
-# The retab-mcp server: tools that stop, read, find and wait for background Retab runs (file
-# blueprints and edits), and tell the agent what state each run is in.
+# The retab-mcp server: tools that stop, read, find and wait for background Retab runs (every
+# kind of the run table, endpoints.py), and tell the agent what state each run is in.
 #
 # Design decisions, and why:
 # - Tools are rows of the endpoint table (endpoints.py); what a call does is actions.py, the
@@ -17,12 +17,13 @@
 # - An unknown tool name, or a tool this process does not serve (--read-only, --tools), is a
 #   malformed request, answered with JSON-RPC -32602 as the spec says (MCPServer itself answers
 #   it with an isError result).
-# - Honest annotations: cancels are destructive (hosts ask the user first); reads and the list
+# - Honest annotations: cancels are destructive (hosts ask the user first); reads and lists
 #   are read-only (hosts may run them without asking), which is why every hint about a run's
 #   state points at a read tool.
 # - A file too large for a result (an edit's filled PDF) is a resource, read on demand: admitted
 #   like a call (by its own small gate, which drains with the calls'), served with the MIME type
-#   its data URL declares, and a base64 payload passed on as it came rather than decoded.
+#   its data URL declares, and a base64 payload passed on as it came rather than decoded. A
+#   document Retab gives as an https link is never fetched: the answer says where it is.
 # - One `RetabClient` (one httpx connection pool) per process, opened in the lifespan, which
 #   runs once per process on every transport. `--sandbox` starts the embedded Retab sandbox
 #   there too; its code is imported only then.
