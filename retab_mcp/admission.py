@@ -11,7 +11,8 @@ sleeping call costs nothing, and a hundred agents waiting must not lock out the 
 
 Over stateless HTTP the gate stands in front of the SDK (http.py): a call turned away there
 costs the parsing of its few hundred bytes, not the SDK's per-request session, so that past
-capacity the CPU still goes to the calls admitted. Elsewhere (stdio, `--stateful`) the tool
+capacity the CPU still goes to the calls admitted; the front hands the slot to the tool call by
+name (`handing_over`, `handed_slot`). Elsewhere (stdio, `--stateful`) the tool
 call itself is admitted.
 
 Resource reads (an edit's filled document) are admitted too, by a companion gate with its own
@@ -46,9 +47,28 @@ ANSWER_RESERVE_SECONDS: Final = 1.0
 BACKSTOP_SLACK_SECONDS: Final = 0.5
 
 
-# The slot of the request being served, when the HTTP front admitted it before the SDK's
-# per-request work (so that a call turned away costs next to nothing): the tool call reuses it.
-ADMITTED: ContextVar[Slot | None] = ContextVar("retab_mcp_admitted", default=None)
+# The hand-off of a slot from the HTTP front to the tool call. The front (http.py
+# `Front._admitted`) admits a stateless tool call before the SDK's per-request work, so that a
+# call turned away costs next to nothing, and serves the SDK inside `handing_over(slot)`; the
+# tool call (server.py `call`) takes that slot with `handed_slot()` instead of a second one. A
+# context variable, because between the two ends the request runs through the SDK, which carries
+# nothing of ours; it is read nowhere else.
+_HANDED: ContextVar[Slot | None] = ContextVar("retab_mcp_handed_slot", default=None)
+
+
+@contextmanager
+def handing_over(slot: Slot) -> Iterator[None]:
+    """`slot` handed to the tool call served inside the block (see `_HANDED`)."""
+    token = _HANDED.set(slot)
+    try:
+        yield
+    finally:
+        _HANDED.reset(token)
+
+
+def handed_slot() -> Slot | None:
+    """The slot the HTTP front handed to the call being served, if it did (see `_HANDED`)."""
+    return _HANDED.get()
 
 
 class Slot:
@@ -114,22 +134,20 @@ class Gate:
     @contextmanager
     def holding(self, slot: Slot) -> Iterator[Slot]:
         """`slot` counted among the calls in flight (the drain reaches it) until the block ends,
-        and given back then; `ADMITTED` names it, so the tool call inside finds it."""
+        and given back then."""
         self._admitted.add(slot)
-        token = ADMITTED.set(slot)
         try:
             yield slot
         finally:
-            ADMITTED.reset(token)
             self._admitted.discard(slot)
             self.release(slot)
 
     @asynccontextmanager
-    async def admitted(self, started: float) -> AsyncIterator[Slot]:
-        """The slot the HTTP front already gave this request, or a new one, held for the block."""
-        given = ADMITTED.get()
-        if given is not None and given.gate is self:
-            yield given
+    async def admitted(self, started: float, handed: Slot | None = None) -> AsyncIterator[Slot]:
+        """`handed` (the slot the HTTP front already gave this request) when it is one of this
+        gate's, else a new slot, held for the block."""
+        if handed is not None and handed.gate is self:
+            yield handed
             return
         with self.holding(await self.admit(started)) as slot:
             yield slot

@@ -29,8 +29,9 @@ from urllib.parse import quote
 import anyio
 import pydantic_core
 
+from retab_mcp._json import map_json
 from retab_mcp._version import __version__
-from retab_mcp.config import KEY_PATTERN, KEY_RULE, Settings, display_url
+from retab_mcp.config import Settings, display_url
 from retab_mcp.endpoints import RUN_ID
 from retab_mcp.errors import (
     RETRIED_STATUSES,
@@ -40,6 +41,7 @@ from retab_mcp.errors import (
     request_id_from,
     upstream_failure,
 )
+from retab_mcp.keys import check_sent_key
 
 if TYPE_CHECKING:
     # Imported where it is first used instead (see `RetabClient._pool`): off the start-up path.
@@ -240,11 +242,7 @@ class RetabClient:
         # Checked here, next to where the key enters a header, whoever passed it (a tool call, the
         # stateful session check): a caller's key with a control character or non-ASCII in it is
         # never forwarded, nor lets the HTTP client fail on it. The server's is checked at start-up.
-        if not KEY_PATTERN.fullmatch(api_key):
-            raise CallFailed(
-                ErrorCode.UNAUTHORIZED,
-                f"The Retab API key sent with this request is malformed: a key is {KEY_RULE}. Nothing was sent.",
-            )
+        check_sent_key(api_key)
         if deadline is None:
             deadline = self.deadline()
         attempt = 0
@@ -390,12 +388,12 @@ def _structure(body: bytes | bytearray) -> int:
 
 
 def _finite(value: Any) -> Any:
+    return map_json(value, _finite_number)
+
+
+def _finite_number(value: Any, _key: object, _parent: object) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else math.copysign(sys.float_info.max, value)
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
     return value
 
 

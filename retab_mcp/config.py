@@ -9,12 +9,13 @@ variable, instead of failing later on the first tool call.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeVar, get_args
 from urllib.parse import urlsplit, urlunsplit
+
+from retab_mcp.keys import KEY_RULE, well_formed
 
 DEFAULT_BASE_URL: Final = "https://api.retab.com"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -94,11 +95,6 @@ ENV_VARS: Final = (
     ),
 )
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
-# What a Retab key (or this server's auth token) may look like: an RFC 6750 token, of a sane
-# length. Anything else (spaces, control characters, non-ASCII) is refused before it reaches a
-# header, where it would be forwarded or crash the HTTP client.
-KEY_PATTERN: Final = re.compile(r"[A-Za-z0-9._~+/=-]{1,512}")
-KEY_RULE: Final = "1 to 512 characters from A-Z, a-z, 0-9 and . _ ~ + / = -"
 UNUSED_AUTH_WARNING: Final = (
     "RETAB_MCP_AUTH_TOKEN is set but ignored: with no RETAB_API_KEY each caller sends their own Retab key, "
     "and any caller with a key Retab accepts is served. Unset it, or set RETAB_API_KEY to serve token "
@@ -263,7 +259,7 @@ def split_list(value: str | None) -> tuple[str, ...]:
 
 
 def _token(name: str, value: str | None) -> str | None:
-    if value is not None and not KEY_PATTERN.fullmatch(value):
+    if value is not None and not well_formed(value):  # the shape of a key (keys.py)
         raise ConfigError(f"{name} must be {KEY_RULE} (the value is not shown)")
     return value
 

@@ -233,19 +233,19 @@ class Endpoint:
 
 
 _RETURNS = (
-    " Returns `ok`, `status`, `terminal` (true once the run has stopped), a `note` saying what next, "
-    "the {noun}, and on failure `error` with a `code` and a `hint`."
+    " Returns `ok`, `status`, `terminal` (true once stopped), a `note` on what next, the {noun}; on "
+    "failure `error` (`code`, `hint`)."
 )
 _CANCEL = (
     "given its id{ids}. Changes the run for good: a cancelled run cannot be resumed. Only to stop a "
-    "run: to check on one, use {read} (read-only){find}. Safe to repeat: a finished run comes back "
-    "unchanged, and a cancel can race completion, so the returned `status` is the truth. wait_seconds "
-    "waits until the run has actually stopped."
+    "run; to check on one, use {read} (read-only){find}. Safe to repeat: a finished run comes back "
+    "unchanged; a cancel can race completion, so trust the returned `status`. wait_seconds waits "
+    "until it has stopped."
 )
 _READ = (
     "given its id{ids}. Read-only: changes nothing, safe at any time. Use it to see whether a run "
-    "is still going or to confirm a cancel took effect; wait_seconds waits until the run stops. {find}"
-    "To stop the run, use {cancel}."
+    "is still going or to confirm a cancel took effect; wait_seconds waits until it stops. {find}"
+    "To stop it, use {cancel}."
 )
 
 
@@ -282,8 +282,7 @@ def _endpoint(kind: RunKind, action: Action) -> Endpoint:
         )
     assert kind.list_path is not None
     example = (
-        f", for example status=in_progress for the {kind.plural} still running (pending and queued ones have "
-        "not started)"
+        ", e.g. status=in_progress for those still running (pending and queued ones have not started)"
         if "status" in kind.list_filters
         else ""
     )
@@ -297,7 +296,7 @@ def _endpoint(kind: RunKind, action: Action) -> Endpoint:
         description=f"List recent Retab {name} runs, newest first, as summaries (id, status, terminal, created_at, "
         f"filename). Read-only: changes nothing. Use it to find {_a(kind.noun)}'s id{example}. For the next page "
         f"pass `after` = the answer's `next_after`. Then use {kind.tool('read')} for one {kind.noun}, or "
-        f"{kind.tool('cancel')} to stop one. " + unlisted + "On failure, `error` has a `code` and a `hint`.",
+        f"{kind.tool('cancel')} to stop one. " + unlisted + "On failure `error` (`code`, `hint`).",
         action=action,
         kind=kind,
         path=kind.list_path,

@@ -18,9 +18,10 @@ Decisions, and why:
   (finished, or `shutting_down` just before it ends), then the process exits 0.
 - Bounded for hostile clients: a request's headers and body must arrive within 10 s of the
   connection's opening (or of the previous response), idle keep-alive connections close after
-  5 s, and at most 1,000 connections are served at once. The front reads each MCP request's
-  body itself (64 KiB at most), so a client that leaves mid-body costs nothing but its socket,
-  and a stateless call whose client leaves is cancelled (the SDK does not watch for it there).
+  5 s, and past 1,000 connections or requests at once an MCP request is answered 503 (the
+  probes are exempt). The front reads each MCP request's body itself (64 KiB at most), so a
+  client that leaves mid-body costs nothing but its socket, and a stateless call whose client
+  leaves is cancelled (the SDK does not watch for it there).
 - `--stateful` sessions are capped (`RETAB_MCP_MAX_SESSIONS`) and expire after 10 idle minutes.
   In caller's-key mode they open only for a key Retab accepts, one key holds at most a tenth of
   them, and a session answers only the key that opened it (404 to another, as the SDK answers
@@ -54,12 +55,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from retab_mcp import __version__
+from retab_mcp import _sdk
+from retab_mcp._version import __version__
+from retab_mcp.admission import handing_over
 from retab_mcp.config import Settings, display_url
 from retab_mcp.endpoints import Endpoint
 from retab_mcp.errors import CallFailed, ErrorCode
+from retab_mcp.keys import bearer_token, caller_key
 from retab_mcp.results import failed
-from retab_mcp.server import RetabMCPServer, bearer_token, caller_key, log_call
+from retab_mcp.server import RetabMCPServer, log_call
 
 # A tool call's JSON-RPC body is a few hundred bytes; nothing legitimate comes near this.
 MAX_REQUEST_BODY_BYTES: Final = 64 * 1024
@@ -187,7 +191,7 @@ class Front:
                 result.pop("resultType", None)  # 2026-07-28 vocabulary; these answers are to older clients
                 await JSONResponse({"jsonrpc": "2.0", "id": request_id, "result": result})(scope, receive, send)
                 return
-            with state.gate.holding(slot):
+            with state.gate.holding(slot), handing_over(slot):  # to `server.call`: handed_slot()
                 await self.app(scope, receive, send)
 
         return admitted
@@ -359,9 +363,9 @@ class _Sessions:
 
     def _held(self, fingerprint: str) -> int:
         """Sessions of this key: those open, and those being opened (an upper bound)."""
-        # The SDK's record of who opened each open session: it has no public view of it.
-        owners = self._server.session_manager._session_owners.values()
-        return self._opening[fingerprint] + sum(1 for owner in owners if owner["client_id"] == fingerprint)
+        # The SDK's record of who opened each open session: it has no public view of it (_sdk.py).
+        owners = _sdk.session_owners(self._server.session_manager)
+        return self._opening[fingerprint] + sum(1 for owner in owners if owner == fingerprint)
 
     async def refusal(self, key: str, opens: bool) -> Response | None:
         """Why a request that may open a session (`opens`) or needs none is refused, or None."""

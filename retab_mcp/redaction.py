@@ -32,6 +32,8 @@ from collections.abc import Iterable
 from typing import Any, Final
 from urllib.parse import quote
 
+from retab_mcp._json import map_json
+
 MASK: Final = "[redacted]"
 # The characters of a token: what a key, its base64, hex or percent-encoding is made of. A mask
 # covers the whole run of them around what it hides.
@@ -88,13 +90,13 @@ class Redactor:
 
     def tree(self, value: Any) -> Any:
         """`value` (parsed JSON) with every string, keys included, masked."""
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, dict):
-            return {self.text(str(key)): self.tree(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [self.tree(item) for item in value]
-        return value
+        return map_json(value, self._leaf, self._key)
+
+    def _leaf(self, value: Any, _key: object, _parent: object) -> Any:
+        return self.text(value) if isinstance(value, str) else value
+
+    def _key(self, key: str) -> str:
+        return self.text(str(key))
 
     def _spans(self, text: str) -> list[tuple[int, int]]:
         """Where to mask: the whole token around each hit."""

@@ -7,11 +7,12 @@ satisfy, with the same JSON repeated as text, reads the same in every client.
 
 Runs (cancel, read) and pages of runs (list) each have their envelope shape.
 
-Size: a run's `output` can hold a multi-megabyte PDF as a data URL. It is left out unless asked
-for, and any data URL over 64 KiB is replaced by a short descriptor even then. A result still
-too large is trimmed in steps that end, by construction, in a record of the declared scalar
-fields only, with short strings (`_trim`); a page of runs drops runs from its end. So a default
-result stays under 64 KiB whatever the API sends, and `truncated` says when anything was cut.
+Size: a run's result (`output`, a schema generation's `json_schema`) can be megabytes: an edit's
+holds its filled PDF as a data URL. It is left out unless asked for, and any data URL over
+64 KiB is replaced by a short descriptor even then. A result still too large is trimmed in steps
+that end, by construction, in a record of the declared scalar fields only, with short strings
+(`_trim`); a page of runs drops runs from its end. So a default result stays under 64 KiB
+whatever the API sends, and `truncated` says when anything was cut.
 
 Every result is redacted (redaction.py) before it leaves, and its JSON is strict: no NaN or
 Infinity, which most clients cannot parse.
@@ -30,8 +31,10 @@ import pydantic_core
 from mcp.types import CallToolResult, ContentBlock, ResourceLink, TextContent
 from pydantic import BaseModel, Field, ValidationError, create_model
 
+from retab_mcp._json import Location, map_json, path_text
 from retab_mcp.endpoints import EDIT, RUN_ID, Endpoint, RunKind, tool_for
-from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, hint_for
+from retab_mcp.errors import CallFailed, ErrorCode, bounded_line
+from retab_mcp.hints import hint_for
 from retab_mcp.models import STATUS_DESCRIPTION, KnownStatus, is_terminal
 from retab_mcp.redaction import Redactor, may_hold_key_shape
 
@@ -166,7 +169,7 @@ def succeeded(
         if field in run_body:
             run_body[field] = None
     omitted: list[OmittedData] = []
-    run_body = _replace_large_data_urls(run_body, "", omitted)
+    run_body = _replace_large_data_urls(run_body, omitted)
     try:
         run = kind.run_model.model_validate(run_body)
     except ValidationError as exc:
@@ -392,26 +395,19 @@ def _summary(item: dict[str, Any]) -> RunSummary:
     )
 
 
-def _replace_large_data_urls(value: Any, path: str, omitted: list[OmittedData]) -> Any:
-    """`value` with every data URL over `DATA_URL_LIMIT` replaced by a descriptor string."""
-    if isinstance(value, str):
-        if len(value) > DATA_URL_LIMIT and value.startswith("data:"):
-            return _describe_data_url(value, path, None, omitted)
-        return value
-    if isinstance(value, dict):
-        filename = value.get("filename")
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            item_path = f"{path}.{key}" if path else str(key)
-            if isinstance(item, str) and len(item) > DATA_URL_LIMIT and item.startswith("data:"):
-                name = filename if isinstance(filename, str) else None
-                out[key] = _describe_data_url(item, item_path, name, omitted)
-            else:
-                out[key] = _replace_large_data_urls(item, item_path, omitted)
-        return out
-    if isinstance(value, list):
-        return [_replace_large_data_urls(item, f"{path}[{i}]", omitted) for i, item in enumerate(value)]
-    return value
+def _replace_large_data_urls(value: Any, omitted: list[OmittedData]) -> Any:
+    """`value` with every data URL over `DATA_URL_LIMIT` replaced by a descriptor string, which
+    names the `filename` of the object holding the URL, if it has one."""
+
+    def replaced(leaf: Any, key: str | int | None, parent: Location | None) -> Any:
+        if not (isinstance(leaf, str) and len(leaf) > DATA_URL_LIMIT and leaf.startswith("data:")):
+            return leaf
+        holder = parent[2] if parent is not None else None
+        filename = holder.get("filename") if isinstance(holder, dict) else None
+        path = path_text(parent, key)
+        return _describe_data_url(leaf, path, filename if isinstance(filename, str) else None, omitted)
+
+    return map_json(value, replaced)
 
 
 def _describe_data_url(url: str, path: str, filename: str | None, omitted: list[OmittedData]) -> str:
@@ -533,13 +529,12 @@ def _model_in(annotation: Any) -> tuple[type[BaseModel], bool] | None:
 
 
 def _shorten_strings(value: Any, limit: int) -> Any:
-    if isinstance(value, str) and len(value) > limit:
-        return value[:limit] + f"…[{len(value) - limit} more characters]"
-    if isinstance(value, dict):
-        return {key: _shorten_strings(item, limit) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_shorten_strings(item, limit) for item in value]
-    return value
+    def shortened(leaf: Any, _key: object, _parent: object) -> Any:
+        if isinstance(leaf, str) and len(leaf) > limit:
+            return leaf[:limit] + f"…[{len(leaf) - limit} more characters]"
+        return leaf
+
+    return map_json(value, shortened)
 
 
 def _to_json(value: Any) -> str:

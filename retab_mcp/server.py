@@ -1,5 +1,5 @@
-# The retab-mcp server: tools that stop, read, find and wait for background Retab runs (file
-# blueprints and edits), and tell the agent what state each run is in.
+# The retab-mcp server: tools that stop, read, find and wait for background Retab runs (every
+# kind of the run table, endpoints.py), and tell the agent what state each run is in.
 #
 # Design decisions, and why:
 # - Tools are rows of the endpoint table (endpoints.py); what a call does is actions.py, the
@@ -17,12 +17,13 @@
 # - An unknown tool name, or a tool this process does not serve (--read-only, --tools), is a
 #   malformed request, answered with JSON-RPC -32602 as the spec says (MCPServer itself answers
 #   it with an isError result).
-# - Honest annotations: cancels are destructive (hosts ask the user first); reads and the list
+# - Honest annotations: cancels are destructive (hosts ask the user first); reads and lists
 #   are read-only (hosts may run them without asking), which is why every hint about a run's
 #   state points at a read tool.
 # - A file too large for a result (an edit's filled PDF) is a resource, read on demand: admitted
 #   like a call (by its own small gate, which drains with the calls'), served with the MIME type
-#   its data URL declares, and a base64 payload passed on as it came rather than decoded.
+#   its data URL declares, and a base64 payload passed on as it came rather than decoded. A
+#   document Retab gives as an https link is never fetched: the answer says where it is.
 # - One `RetabClient` (one httpx connection pool) per process, opened in the lifespan, which
 #   runs once per process on every transport. `--sandbox` starts the embedded Retab sandbox
 #   there too; its code is imported only then.
@@ -65,13 +66,16 @@ from mcp.types import (
 )
 from pydantic import Field, ValidationError
 
+from retab_mcp import _sdk
 from retab_mcp._version import __version__
 from retab_mcp.actions import Progress, Upstream, max_wait_seconds, perform
-from retab_mcp.admission import Gate, cut_short
+from retab_mcp.admission import Gate, cut_short, handed_slot
 from retab_mcp.client import RetabClient, run_path
 from retab_mcp.config import Settings
 from retab_mcp.endpoints import BY_TOOL, EDIT, ENDPOINTS, RUN_ID_PATTERN, Endpoint, select
-from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, hint_for, run_subject
+from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, run_subject
+from retab_mcp.hints import hint_for
+from retab_mcp.keys import call_key, caller_key
 from retab_mcp.models import KnownStatus
 from retab_mcp.redaction import Redactor
 from retab_mcp.results import (
@@ -213,14 +217,14 @@ class RetabMCPServer(MCPServer[AppState]):
             )(filled_document)
             # Read here rather than through the template: the SDK's path would decode the document
             # and encode it again (copies of tens of MB), and serve every one as application/pdf.
-            self._lowlevel_server.add_request_handler("resources/read", ReadResourceRequestParams, self._read)
+            _sdk.lowlevel(self).add_request_handler("resources/read", ReadResourceRequestParams, self._read)
 
     async def _read(
         self, ctx: ServerRequestContext[AppState], params: ReadResourceRequestParams
     ) -> ReadResourceResult | InputRequiredResult:
         match = FILLED_DOCUMENT.fullmatch(str(params.uri))
         if match is None:  # not ours: the SDK's answer (unknown resource)
-            return await self._handle_read_resource(ctx, params)
+            return await _sdk.sdk_read_resource(self, ctx, params)
         context: Context[AppState, Any] = Context(request_context=ctx, mcp_server=self)
         try:
             blob, mime_type = await filled_document(match["edit_id"], context)
@@ -269,9 +273,10 @@ async def call(
     secrets = [state.settings.api_key, state.settings.auth_token]
     upstream = None
     try:
-        api_key = _api_key(state.settings, ctx.headers if ctx else None)
+        api_key = call_key(state.settings.api_key, ctx.headers if ctx else None)
         secrets.append(api_key)
-        async with state.gate.admitted(began) as slot:
+        # Over stateless HTTP the front already admitted the call and hands its slot over.
+        async with state.gate.admitted(began, handed_slot()) as slot:
             upstream = Upstream(state.client, api_key, deadline, idle=slot.idle)
             progress = _redacting(ctx.report_progress, Redactor(secrets)) if ctx else _no_progress
             with slot.scope:
@@ -346,7 +351,7 @@ async def filled_document(edit_id: str, ctx: Context[AppState, Any]) -> tuple[st
     edit = run_subject("edit", edit_id)
     began, deadline = anyio.current_time(), state.client.deadline()
     try:
-        api_key = _api_key(state.settings, ctx.headers)
+        api_key = call_key(state.settings.api_key, ctx.headers)
         async with state.reads.admitted(began) as slot:
             upstream = Upstream(state.client, api_key, deadline)
             with slot.scope:
@@ -418,31 +423,6 @@ def _redacting(report: Progress, redactor: Redactor) -> Progress:
 
 async def _no_progress(progress: float, total: float | None, message: str | None) -> None:
     """Where there is no request context (a direct call), there is no one to report to."""
-
-
-def bearer_token(headers: Mapping[str, str]) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, if there is one."""
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    return (token.strip() or None) if scheme.lower() == "bearer" else None
-
-
-def caller_key(headers: Mapping[str, str] | None) -> str | None:
-    """The Retab key an HTTP caller sent: `Authorization: Bearer <key>` or `Api-Key: <key>`."""
-    if not headers:
-        return None
-    return bearer_token(headers) or headers.get("api-key", "").strip() or None
-
-
-def _api_key(settings: Settings, headers: Mapping[str, str] | None) -> str:
-    # A server key wins: then the caller's Authorization header carries the server's auth token,
-    # which must never be sent to Retab.
-    key = settings.api_key or caller_key(headers)
-    if not key:
-        raise CallFailed(
-            ErrorCode.CONFIGURATION_ERROR,
-            "No Retab API key: RETAB_API_KEY is not set in this server's environment. Nothing was sent.",
-        )
-    return key
 
 
 def _build_tool(endpoint: Endpoint, max_wait: int, output_schema: dict[str, Any]) -> Tool:
@@ -562,7 +542,7 @@ def _arguments(endpoint: Endpoint, max_wait: int) -> dict[str, tuple[Any, Any]]:
                 Field(
                     strict=True,  # true or false only: not "yes", 1 or "false" read as true
                     description=f"Also return the run's `{kind.output_field}` ({kind.output}). Off by default: it "
-                    "can be megabytes. Files over 64 KiB are replaced by a descriptor even then.",
+                    "can be megabytes; files over 64 KiB become a descriptor even then.",
                 ),
             ],
             False,
@@ -572,7 +552,7 @@ def _arguments(endpoint: Endpoint, max_wait: int) -> dict[str, tuple[Any, Any]]:
                 float,
                 Field(
                     description="Wait up to this many seconds for the run to stop, answering as soon as "
-                    "it does (0: answer at once; over the maximum: refused).",
+                    "it does (0: at once; over the maximum: refused).",
                     ge=0,
                     le=max_wait,
                 ),

@@ -56,6 +56,8 @@ from mcp.types import (
 )
 from pydantic import ValidationError
 
+from retab_mcp import _sdk
+
 logger = logging.getLogger(__name__)
 
 # One message per line; a tool call is a few hundred bytes. A longer line is refused (and skipped
@@ -80,8 +82,8 @@ def run(server: MCPServer[Any], drain_seconds: float) -> None:
 
 
 async def serve(server: MCPServer[Any], drain_seconds: float) -> None:
-    # The SDK's own `run_stdio_async` drives the same object; it has no public accessor.
-    lowlevel = server._lowlevel_server
+    # The SDK's own `run_stdio_async` drives the same object; it has no public accessor (_sdk.py).
+    lowlevel = _sdk.lowlevel(server)
     with _claimed_descriptors() as (wire_in, wire_out):
         reader, output = await _Input.open(wire_in), await _Output.open(wire_out)
         try:

@@ -1,25 +1,199 @@
-"""Helpers for tests that run retab-mcp as a real subprocess, the way clients and users do, and
-the external tools that drive it (tool_env: never with the user's HOME)."""
+"""The test harness, shared by every test module (fixtures are in conftest.py; no test module
+imports another):
+- an MCP client in-process that checks every result against the tool's outputSchema (`Agent`,
+  `connect`, `texts`);
+- retab-mcp as a real subprocess, the way clients and users start it: over HTTP
+  (`http_server`, `mcp_client`, `jsonrpc`), the sandbox alone (`sandbox_process`);
+- the external tools that drive it (the Inspector CLI: `inspector`), with `tool_env`: never
+  with the user's HOME."""
 
 from __future__ import annotations
 
 import atexit
 import functools
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import jsonschema
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult, TextContent
 
 from retab_mcp.config import ENV_VARS
+from retab_mcp.server import RetabMCPServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # `python -m retab_mcp` of the interpreter running the tests: the installed package, no shell.
 SERVER_COMMAND = [sys.executable, "-m", "retab_mcp"]
+
+ERAS = ["legacy", "auto"]  # 2025-11-25 (initialize handshake) and 2026-07-28 (sessionless)
+
+
+# -- an MCP client in-process ---------------------------------------------------------------------
+
+
+class Agent:
+    """The SDK's `Client` plus the check every test wants: each structured result validates
+    against the outputSchema that tools/list published, errors included."""
+
+    def __init__(self, client: Client, schemas: dict[str, dict[str, Any]]) -> None:
+        self.client = client
+        self.schemas = schemas
+        # One checked validator per tool: jsonschema.validate() would re-check the schema each call.
+        self.validators = {name: validator_for(schema) for name, schema in schemas.items()}
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> tuple[CallToolResult, dict[str, Any]]:
+        result = await self.client.call_tool(tool, arguments)
+        assert result.structured_content is not None, result
+        self.validators[tool].validate(result.structured_content)
+        assert result.is_error is (not result.structured_content["ok"])
+        return result, result.structured_content
+
+
+def validator_for(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    # Checking a schema against its metaschema costs ~25 ms and every test connects an Agent: check
+    # each distinct schema once per run.
+    return _checked_validator(json.dumps(schema, sort_keys=True))
+
+
+@functools.cache
+def _checked_validator(schema_json: str) -> jsonschema.protocols.Validator:
+    schema = json.loads(schema_json)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def texts(result: CallToolResult) -> list[str]:
+    """The text blocks of a result: a summary line, then the envelope as JSON."""
+    assert all(isinstance(block, TextContent) for block in result.content)
+    return [block.text for block in result.content if isinstance(block, TextContent)]
+
+
+async def connect(server: RetabMCPServer, mode: str) -> AsyncIterator[Agent]:
+    async with Client(server, mode=mode) as client:
+        tools = (await client.list_tools()).tools
+        yield Agent(client, {tool.name: tool.output_schema or {} for tool in tools})
+
+
+# -- retab-mcp over HTTP, as a process -------------------------------------------------------------
+
+KEY_A = "rt_test_callerA_8f2k1m"
+KEY_B = "rt_test_callerB_3q9z7x"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class HttpServer:
+    def __init__(self, process: subprocess.Popen[bytes], port: int, stderr: list[bytes]) -> None:
+        self.process = process
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.mcp = self.url + "/mcp"
+        self._stderr = stderr
+
+    @property
+    def stderr(self) -> str:
+        return b"".join(self._stderr).decode()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+
+@contextmanager
+def http_server(*args: str, **env: str) -> Iterator[HttpServer]:
+    port = free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RETAB_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "retab_mcp", "--transport", "http", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**base, "RETAB_MCP_LOG_LEVEL": "INFO", **env},
+    )
+    stderr: list[bytes] = []
+    assert process.stderr is not None
+    reader = threading.Thread(target=lambda: stderr.extend(process.stderr or []), daemon=True)
+    reader.start()
+    server = HttpServer(process, port, stderr)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(server.url + "/readyz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, server.stderr
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.05)
+    try:
+        yield server
+    finally:
+        server.stop()
+        reader.join(timeout=5)
+
+
+def wait_for(condition: Any, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+@asynccontextmanager
+async def mcp_client(url: str, headers: dict[str, str], mode: str = "auto") -> AsyncIterator[Client]:
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+    ):
+        yield client
+
+
+def jsonrpc(method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
+
+
+LEGACY_HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
+
+
+# -- the Inspector CLI ------------------------------------------------------------------------------
+
+INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
+SANDBOX_SERVER = [*SERVER_COMMAND, "--sandbox"]  # what the quick start runs
+
+
+def inspector(*args: str, target: Sequence[str] = SANDBOX_SERVER) -> tuple[int, dict[str, Any], str]:
+    """Runs the Inspector CLI against `target` (a server command, or a URL and its transport)."""
+    done = subprocess.run(
+        [npm_command(INSPECTOR, "mcp-inspector"), "--cli", *target, *args, "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=tool_env(),
+    )
+    output = json.loads(done.stdout) if done.stdout.strip() else {}
+    return done.returncode, output, done.stderr
 
 
 def clean_env(**extra: str) -> dict[str, str]:

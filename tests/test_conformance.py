@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import npm_command, tool_env
-from tests.test_http import HttpServer, http_server
-from tests.test_inspector import inspector
+from tests.support import HttpServer, http_server, inspector, npm_command, tool_env
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from retab_mcp.config import Settings
 from retab_mcp.endpoints import ENDPOINTS
 from retab_mcp.sandbox import Fault, RunningSandbox
 from retab_mcp.server import RetabMCPServer
-from tests.conftest import Agent, connect, texts
+from tests.support import Agent, connect, texts
 
 pytestmark = pytest.mark.anyio
 

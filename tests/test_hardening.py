@@ -33,9 +33,19 @@ from retab_mcp.client import RetabClient
 from retab_mcp.config import Settings
 from retab_mcp.sandbox import Fault, RunningSandbox
 from retab_mcp.server import RetabMCPServer
-from tests.conftest import Agent, connect, texts, validator_for
-from tests.support import clean_env
-from tests.test_http import KEY_A, LEGACY_HEADERS, free_port, http_server, jsonrpc, mcp_client
+from tests.support import (
+    KEY_A,
+    LEGACY_HEADERS,
+    Agent,
+    clean_env,
+    connect,
+    free_port,
+    http_server,
+    jsonrpc,
+    mcp_client,
+    texts,
+    validator_for,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

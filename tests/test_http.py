@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -27,68 +25,20 @@ from mcp.types import INVALID_PARAMS
 
 from retab_mcp.endpoints import select
 from retab_mcp.sandbox import SANDBOX_API_KEY, Fault, RunningSandbox, fingerprint
+from tests.support import (
+    KEY_A,
+    KEY_B,
+    LEGACY_HEADERS,
+    HttpServer,
+    free_port,
+    http_server,
+    jsonrpc,
+    mcp_client,
+    wait_for,
+)
 
-KEY_A = "rt_test_callerA_8f2k1m"
-KEY_B = "rt_test_callerB_3q9z7x"
 SERVER_KEY = "rt_test_serverKey_55ab"
 TOKEN = "shared-secret-token-0f1e2d"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class HttpServer:
-    def __init__(self, process: subprocess.Popen[bytes], port: int, stderr: list[bytes]) -> None:
-        self.process = process
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.mcp = self.url + "/mcp"
-        self._stderr = stderr
-
-    @property
-    def stderr(self) -> str:
-        return b"".join(self._stderr).decode()
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-
-@contextmanager
-def http_server(*args: str, **env: str) -> Iterator[HttpServer]:
-    port = free_port()
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RETAB_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "retab_mcp", "--transport", "http", "--port", str(port), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**base, "RETAB_MCP_LOG_LEVEL": "INFO", **env},
-    )
-    stderr: list[bytes] = []
-    assert process.stderr is not None
-    reader = threading.Thread(target=lambda: stderr.extend(process.stderr or []), daemon=True)
-    reader.start()
-    server = HttpServer(process, port, stderr)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(server.url + "/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, server.stderr
-        assert time.monotonic() < deadline, "server did not become ready"
-        time.sleep(0.05)
-    try:
-        yield server
-    finally:
-        server.stop()
-        reader.join(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -114,29 +64,6 @@ def public_names_server(_running_sandbox: RunningSandbox) -> Iterator[HttpServer
         RETAB_API_BASE_URL=_running_sandbox.base_url,
     ) as server:  # fmt: skip
         yield server
-
-
-def wait_for(condition: Any, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-
-
-@asynccontextmanager
-async def mcp_client(url: str, headers: dict[str, str], mode: str = "auto") -> AsyncIterator[Client]:
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
-    ):
-        yield client
-
-
-def jsonrpc(method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
-
-
-LEGACY_HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
 
 
 # -- the transport, both eras ---------------------------------------------------------------------

@@ -30,7 +30,7 @@ from retab_mcp import http
 from retab_mcp.config import Settings
 from retab_mcp.sandbox import Fault, RunningSandbox
 from retab_mcp.server import RetabMCPServer
-from tests.support import SERVER_COMMAND, clean_env
+from tests.support import SERVER_COMMAND, clean_env, free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -45,13 +45,6 @@ INITIALIZE = {
     "method": "initialize",
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def tool_call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:

@@ -6,33 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-from collections.abc import Sequence
-from typing import Any
 
 import pytest
 
 from retab_mcp.endpoints import ENDPOINTS, select
-from tests.support import npm_command, tool_env
-
-INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
-SERVER = [sys.executable, "-m", "retab_mcp", "--sandbox"]
+from tests.support import SANDBOX_SERVER, inspector
 
 pytestmark = pytest.mark.skipif(shutil.which("npx") is None, reason="npx (Node.js) is not installed")
-
-
-def inspector(*args: str, target: Sequence[str] = SERVER) -> tuple[int, dict[str, Any], str]:
-    """Runs the Inspector CLI against `target` (a server command, or a URL and its transport)."""
-    done = subprocess.run(
-        [npm_command(INSPECTOR, "mcp-inspector"), "--cli", *target, *args, "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=tool_env(),
-    )
-    output = json.loads(done.stdout) if done.stdout.strip() else {}
-    return done.returncode, output, done.stderr
 
 
 def test_tools_list_is_clean_under_strict_lint() -> None:
@@ -116,7 +96,7 @@ def test_list_edits_finds_the_running_edits() -> None:
 
 
 def test_read_only_lists_and_serves_only_the_read_tools() -> None:
-    code, output, stderr = inspector("--method", "tools/list", target=[*SERVER, "--read-only"])
+    code, output, stderr = inspector("--method", "tools/list", target=[*SANDBOX_SERVER, "--read-only"])
     assert code == 0, stderr
     assert sorted(tool["name"] for tool in output["result"]["tools"]) == sorted(
         endpoint.tool for endpoint in select(True, ())
@@ -128,14 +108,16 @@ def test_read_only_lists_and_serves_only_the_read_tools() -> None:
         "cancel_edit",
         "--tool-args-json",
         '{"edit_id": "edt_running01"}',
-        target=[*SERVER, "--read-only"],
+        target=[*SANDBOX_SERVER, "--read-only"],
     )
     assert code != 0
     assert "structuredContent" not in json.dumps(output)
 
 
 def test_every_toolset_lists_the_whole_table_clean_under_strict_lint() -> None:
-    code, output, stderr = inspector("--method", "tools/list", "--strict", target=[*SERVER, "--toolsets", "all"])
+    code, output, stderr = inspector(
+        "--method", "tools/list", "--strict", target=[*SANDBOX_SERVER, "--toolsets", "all"]
+    )
     assert code == 0, stderr
     assert "schemaFindings" not in output
     assert [tool["name"] for tool in output["result"]["tools"]] == [endpoint.tool for endpoint in ENDPOINTS]

@@ -20,7 +20,7 @@ from retab_mcp.endpoints import DEFAULT_TOOLSETS, ENDPOINTS, KINDS, RunKind, sel
 from retab_mcp.sandbox import SEEDED_RUNS, Fault, RunningSandbox
 from retab_mcp.sandbox.state import KIND_SEEDS, STATUSES
 from retab_mcp.server import RetabMCPServer, instructions
-from tests.conftest import Agent, connect
+from tests.support import Agent, connect
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ from retab_mcp.config import ConfigError, Settings
 from retab_mcp.endpoints import select
 from retab_mcp.sandbox import SANDBOX_API_KEY, SEEDED_RUNS, Fault, RunningSandbox, Sandbox, serve_in_thread
 from retab_mcp.server import RetabMCPServer
-from tests.conftest import ERAS, Agent, connect
+from tests.support import ERAS, Agent, connect
 
 pytestmark = pytest.mark.anyio
 

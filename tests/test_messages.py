@@ -22,9 +22,7 @@ import pytest
 
 from retab_mcp import __version__
 from retab_mcp.sandbox import SANDBOX_API_KEY, RunningSandbox
-from tests.conftest import Agent, texts
-from tests.support import SERVER_COMMAND, clean_env, npm_command, tool_env
-from tests.test_inspector import INSPECTOR
+from tests.support import INSPECTOR, SERVER_COMMAND, Agent, clean_env, npm_command, texts, tool_env
 
 START_LINE = re.compile(
     rf"retab-mcp {re.escape(__version__)}: MCP at (?P<url>http://127\.0\.0\.1:(?P<port>[0-9]+)/mcp) "

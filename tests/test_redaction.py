@@ -30,8 +30,7 @@ from retab_mcp.logs import RedactingFormatter
 from retab_mcp.redaction import NOT_SECRETS, Redactor
 from retab_mcp.sandbox import Fault, RunningSandbox
 from retab_mcp.server import RetabMCPServer
-from tests.conftest import connect
-from tests.support import clean_env
+from tests.support import clean_env, connect
 
 # The server's key, which the attacker never sees (rt_test_: the sandbox accepts any such key).
 KEY = "rt_test_Q7xK2mPz9LbVw4NcR8tYh3Jd"

@@ -8,13 +8,10 @@ import base64
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,7 +24,7 @@ from mcp.types import BlobResourceContents
 from retab_mcp.config import Settings
 from retab_mcp.sandbox import Fault, RunningSandbox
 from retab_mcp.server import MAX_RESOURCE_BYTES, RetabMCPServer
-from tests.conftest import Agent, connect
+from tests.support import Agent, connect, http_server
 
 URI = "retab://edits/edt_done/filled_document"
 KEY = "rt_test_reader_1"
@@ -109,46 +106,6 @@ async def test_reads_past_their_cap_are_refused_at_once(reader: Agent, sandbox: 
 # -- a real HTTP server process ----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
-def http_server(base_url: str, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = free_port()
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RETAB_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "retab_mcp", "--transport", "http", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**base, "RETAB_API_BASE_URL": base_url, **env},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.05)
-        yield process, url + "/mcp"
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def post_read(mcp: str, answers: list[httpx.Response]) -> None:
     request = {"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": URI}}
     headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25", "Api-Key": KEY}
@@ -157,7 +114,8 @@ def post_read(mcp: str, answers: list[httpx.Response]) -> None:
 
 def test_at_sigterm_a_read_in_flight_answers_an_error_within_the_grace(sandbox: RunningSandbox) -> None:
     sandbox.sandbox.add_fault(Fault(status=None, delay=30.0, match="/v1/edits/edt_done"))
-    with http_server(sandbox.base_url, RETAB_MCP_SHUTDOWN_GRACE="3") as (process, mcp):
+    with http_server(RETAB_API_BASE_URL=sandbox.base_url, RETAB_MCP_SHUTDOWN_GRACE="3") as server:
+        process, mcp = server.process, server.mcp
         answers: list[httpx.Response] = []
         caller = threading.Thread(target=post_read, args=(mcp, answers))
         caller.start()
@@ -184,7 +142,8 @@ def test_four_reads_of_a_19_mib_document_stay_under_256_mb(sandbox: RunningSandb
     pdf = b"%PDF-1.7\n" + os.urandom(19 * 1024 * 1024 - 16) + b"\n%%EOF\n"
     body = edit_with("data:application/pdf;base64," + base64.b64encode(pdf).decode())
     sandbox.sandbox.add_fault(Fault(status=200, body=body, delay=0.5, match="/v1/edits/edt_done", times=4))
-    with http_server(sandbox.base_url) as (process, mcp):
+    with http_server(RETAB_API_BASE_URL=sandbox.base_url) as server:
+        process, mcp = server.process, server.mcp
         answers: list[httpx.Response] = []
         callers = [threading.Thread(target=post_read, args=(mcp, answers)) for _ in range(4)]
         for caller in callers:

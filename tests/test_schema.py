@@ -14,7 +14,7 @@ import pytest
 from retab_mcp.config import Settings
 from retab_mcp.endpoints import BY_TOOL, select
 from retab_mcp.server import RetabMCPServer
-from tests.conftest import ERAS, connect
+from tests.support import ERAS, connect
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,7 @@ from mcp.types import INVALID_PARAMS
 from retab_mcp.config import Settings
 from retab_mcp.sandbox import Fault, RunningSandbox
 from retab_mcp.server import RetabMCPServer
-from tests.conftest import ERAS, Agent, connect, texts
+from tests.support import ERAS, Agent, connect, texts
 
 pytestmark = pytest.mark.anyio
 

@@ -23,8 +23,7 @@ from retab_mcp import workers
 from retab_mcp.config import Settings
 from retab_mcp.sandbox import RunningSandbox
 from retab_mcp.server import RetabMCPServer
-from tests.support import SERVER_COMMAND, clean_env
-from tests.test_http import KEY_A, HttpServer, free_port, http_server
+from tests.support import KEY_A, SERVER_COMMAND, HttpServer, clean_env, free_port, http_server
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="needs SO_REUSEPORT")
 
