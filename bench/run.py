@@ -225,6 +225,15 @@ def http_figures(
     if "--transport" in help_text:
         ours = [str(core.bin / "retab-mcp")]
         contenders.append(httpload.retab_mcp_http(ours, base_url))
+        if "--json-response" in help_text:
+            # The same server forced to JSON answers: what allowing SSE (for calls that ask for
+            # progress) costs the calls that do not, side by side in the same slices.
+            contenders.append(
+                httpload.retab_mcp_http(
+                    ours, base_url, key=JSON_ONLY_KEY, label="retab-mcp --transport http --json-response",
+                    extra=("--json-response",),
+                )
+            )  # fmt: skip
         if "--workers" in help_text:
             contenders.append(
                 httpload.retab_mcp_http(
@@ -256,6 +265,7 @@ def http_figures(
 
 
 WORKERS_KEY = "retab-mcp-workers"
+JSON_ONLY_KEY = "retab-mcp-json-only"
 WORKERS = ("--workers", "2")
 OFFERED_CALL_TIMEOUT_S = 5.0  # the server's call budget for the curve; the client waits 1 s more
 
@@ -409,6 +419,19 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                     f"c={level} {ours[level]['calls_per_s'] / fastmcp[level]['calls_per_s']:.2f}x" for level in shared
                 ),
                 all(ours[level]["calls_per_s"] >= fastmcp[level]["calls_per_s"] for level in shared),
+            )
+        json_only = _levels(http, JSON_ONLY_KEY)
+        if json_only:
+            shared = [level for level in ours if level in json_only]
+            goal(
+                "HTTP calls/s with SSE allowed vs JSON only (calls without progress)",
+                ">= 0.95x at every concurrency",
+                ", ".join(
+                    f"c={level} {ours[level]['calls_per_s'] / json_only[level]['calls_per_s']:.2f}x "
+                    f"({ours[level]['calls_per_s']:.0f} vs {json_only[level]['calls_per_s']:.0f}/s)"
+                    for level in shared
+                ),
+                bool(shared) and all(ours[n]["calls_per_s"] >= 0.95 * json_only[n]["calls_per_s"] for n in shared),
             )
         two = _levels(http, WORKERS_KEY)
         if two:

@@ -10,6 +10,9 @@ equivalent there, and is used for a reason the README promises:
   handler does not serve.
 - `StreamableHTTPSessionManager._session_owners` (session id -> `AuthorizationContext`): who
   opened each open `--stateful` session, counted against the per-key share of sessions (http.py).
+- `StreamableHTTPSessionManager.json_response`, read once per request (in that request's task) to
+  build its transport: `answer_per_request` makes it read the request's own choice (streaming.py:
+  JSON, or SSE when the call asked for progress), as the SDK has no per-request switch.
 
 tests/test_sdk.py checks that the installed SDK still has each, with the shape used here, so an
 upgrade that moves one fails there, loudly, rather than at a user's first call.
@@ -18,6 +21,7 @@ upgrade that moves one fails there, loudly, rather than at a user's first call.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from mcp.server import MCPServer
@@ -42,3 +46,21 @@ async def sdk_read_resource(
 def session_owners(manager: StreamableHTTPSessionManager) -> Iterator[str]:
     """The client id that opened each open session of `manager`."""
     return (owner["client_id"] for owner in manager._session_owners.values())
+
+
+def answer_per_request(manager: StreamableHTTPSessionManager, choice: ContextVar[bool | None]) -> None:
+    """Make `manager` answer each request as JSON or not as `choice` holds in that request's task
+    (None: the manager's own setting)."""
+
+    class PerRequestAnswers(type(manager)):  # type: ignore[misc]
+        @property
+        def json_response(self) -> bool:
+            chosen = choice.get()
+            default: bool = self.__dict__.get("json_response", True)
+            return default if chosen is None else chosen
+
+        @json_response.setter
+        def json_response(self, value: bool) -> None:
+            self.__dict__["json_response"] = value
+
+    manager.__class__ = PerRequestAnswers

@@ -86,6 +86,12 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         default=None,
         help="keep sessions and SSE streams (default: stateless JSON, any replica answers any request)",
     )
+    http.add_argument(
+        "--json-response",
+        action="store_true",
+        default=None,
+        help="answer with JSON only, never SSE, for proxies that buffer SSE (RETAB_MCP_JSON_RESPONSE)",
+    )
     http.add_argument("--allowed-hosts", help="extra accepted Host values, comma-separated (name:* for any port)")
     http.add_argument("--allowed-origins", help="extra accepted Origin values, comma-separated")
     http.add_argument("--workers", help="stateless HTTP: processes serving the port, one per core to use (default 1)")
@@ -168,6 +174,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "port": args.port,
         "http_path": parse_http_path(args.http_path) if args.http_path else None,
         "stateful": args.stateful,
+        "json_response": args.json_response,
         "allowed_hosts": split_list(args.allowed_hosts) if args.allowed_hosts else None,
         "allowed_origins": split_list(args.allowed_origins) if args.allowed_origins else None,
         "workers": parse_workers(args.workers) if args.workers is not None else None,

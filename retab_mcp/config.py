@@ -69,6 +69,12 @@ ENV_VARS: Final = (
         "replica answer any request.",
     ),
     EnvVar(
+        "RETAB_MCP_JSON_RESPONSE",
+        "false",
+        "HTTP: `true` answers every request with JSON, never SSE, for proxies that buffer SSE; a waiting "
+        "call's progress is then not sent.",
+    ),
+    EnvVar(
         "RETAB_MCP_AUTH_TOKEN",
         None,
         "HTTP with a server key (`RETAB_API_KEY` set): the bearer token callers must present.",
@@ -129,6 +135,7 @@ class Settings:
     port: int = 8000
     http_path: str = "/mcp"
     stateful: bool = False
+    json_response: bool = False
     auth_token: str | None = field(default=None, repr=False)
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
@@ -166,6 +173,7 @@ class Settings:
             port=_number("RETAB_MCP_PORT", get("RETAB_MCP_PORT"), int, 0, 65535),
             http_path=parse_http_path(get("RETAB_MCP_HTTP_PATH") or "/mcp"),
             stateful=_flag("RETAB_MCP_STATEFUL", get("RETAB_MCP_STATEFUL")),
+            json_response=_flag("RETAB_MCP_JSON_RESPONSE", get("RETAB_MCP_JSON_RESPONSE")),
             auth_token=_token("RETAB_MCP_AUTH_TOKEN", get("RETAB_MCP_AUTH_TOKEN")),
             allowed_hosts=split_list(get("RETAB_MCP_ALLOWED_HOSTS")),
             allowed_origins=split_list(get("RETAB_MCP_ALLOWED_ORIGINS")),

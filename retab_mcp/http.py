@@ -1,9 +1,10 @@
 """Streamable HTTP: one deployment serving many agents, behind a load balancer.
 
 Decisions, and why:
-- Stateless JSON by default: no session lives in a replica, so any replica answers any request
-  and the deployment scales out without sticky sessions. `--stateful` restores sessions and SSE
-  streams for clients that want them.
+- Stateless by default: no session lives in a replica, so any replica answers any request
+  and the deployment scales out without sticky sessions. Answers are JSON, except a call that
+  asks for progress, answered with a short SSE stream (streaming.py); `--json-response` forces
+  JSON. `--stateful` restores sessions and SSE streams for clients that want them.
 - Whose key: with no `RETAB_API_KEY` on the server, each request brings the caller's Retab key
   (`Authorization: Bearer` or `Api-Key`), used for that request's upstream calls only; the tool
   reads it from that request's own headers, so keys cannot cross between concurrent requests.
@@ -41,7 +42,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import Final
+from typing import Any, Final
 
 import anyio
 import h11
@@ -64,6 +65,7 @@ from retab_mcp.errors import CallFailed, ErrorCode
 from retab_mcp.keys import bearer_token, caller_key
 from retab_mcp.results import failed
 from retab_mcp.server import RetabMCPServer, log_call
+from retab_mcp.streaming import JSON_ANSWER, decoded, json_answers, may_stream
 
 # A tool call's JSON-RPC body is a few hundred bytes; nothing legitimate comes near this.
 MAX_REQUEST_BODY_BYTES: Final = 64 * 1024
@@ -95,13 +97,16 @@ def create_app(server: RetabMCPServer, settings: Settings) -> ASGIApp:
     app = server.streamable_http_app(
         streamable_http_path=settings.http_path,
         stateless_http=not settings.stateful,
-        json_response=not settings.stateful,
+        # Stateless: JSON unless the front allows a stream for the request (streaming.py).
+        json_response=settings.json_response or not settings.stateful,
         transport_security=security,
         max_request_body_size=MAX_REQUEST_BODY_BYTES,
         max_sessions=settings.max_sessions,
         session_idle_timeout=SESSION_IDLE_SECONDS,
         host=settings.host,
     )
+    if not settings.stateful:
+        _sdk.answer_per_request(server.session_manager, JSON_ANSWER)
     return Front(app, server, settings)
 
 
@@ -120,6 +125,8 @@ class Front:
         # Stateless JSON answers are a body this front can write itself: tool calls are admitted
         # here, before the SDK's per-request work (admission.py).
         self.gated = not settings.stateful
+        # Stateless answers that may stream: those of calls that ask for progress (streaming.py).
+        self.streams = not settings.stateful and not settings.json_response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -167,16 +174,18 @@ class Front:
         if not self.gated or body is None:
             await self.app(scope, replay, send)
             return
-        serve = self._admitted(body) if version in HANDSHAKE_PROTOCOL_VERSIONS else self.app
-        await _until_gone(serve, scope, messages, receive, send)
+        message = decoded(body)
+        serve = self._admitted(message) if version in HANDSHAKE_PROTOCOL_VERSIONS else self.app
+        with json_answers(not (self.streams and may_stream(message, headers.get("accept", "")))):
+            await _until_gone(serve, scope, messages, receive, send)
 
-    def _admitted(self, body: bytes) -> ASGIApp:
+    def _admitted(self, message: dict[str, Any] | None) -> ASGIApp:
         """The SDK's app, holding an admission slot while it serves a stateless tool call; or,
         when there is no slot for it, an answer of this front's (`overloaded`, `shutting_down`)."""
 
         async def admitted(scope: Scope, receive: Receive, send: Send) -> None:
             state = self.server.state
-            call = self._tool_call(body) if state is not None else None
+            call = self._tool_call(message) if state is not None else None
             if call is None or state is None:
                 await self.app(scope, receive, send)
                 return
@@ -196,15 +205,10 @@ class Front:
 
         return admitted
 
-    def _tool_call(self, body: bytes) -> tuple[str | int, Endpoint, str] | None:
+    def _tool_call(self, message: dict[str, Any] | None) -> tuple[str | int, Endpoint, str] | None:
         """(request id, endpoint, run id) of a JSON-RPC `tools/call` of a served tool, else None:
         then the SDK answers the request, an error included."""
-        try:
-            # Decoded first, as the SDK reads it: a BOM or bytes that are not UTF-8 are not a call.
-            message = json.loads(body.decode("utf-8"))
-        except (ValueError, RecursionError):  # RecursionError: nesting ~1,000 deep
-            return None
-        if not isinstance(message, dict) or message.get("method") != "tools/call":
+        if message is None or message.get("method") != "tools/call":
             return None
         request_id, params = message.get("id"), message.get("params")
         if not isinstance(request_id, str | int) or isinstance(request_id, bool) or not isinstance(params, dict):
@@ -548,7 +552,12 @@ class _DrainingServer(uvicorn.Server):
 def start_line(settings: Settings, port: int) -> str:
     """What an operator needs to know once the server listens: where, which mode, whose key."""
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    mode = "stateful: sessions and SSE streams" if settings.stateful else "stateless: JSON responses"
+    if settings.stateful:
+        mode = "stateful: sessions and SSE streams"
+    elif settings.json_response:
+        mode = "stateless: JSON responses only"
+    else:
+        mode = "stateless: JSON responses, SSE for calls that ask for progress"
     retab = display_url(settings.base_url)
     if settings.sandbox:
         key = "the embedded Retab sandbox's (no real key is used)"

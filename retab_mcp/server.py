@@ -29,6 +29,8 @@
 #   there too; its code is imported only then.
 # - Whose key: the server's RETAB_API_KEY, or, over HTTP without one, the key the caller sent
 #   with that very request (`ctx.headers`), so concurrent callers' keys never meet (http.py).
+# - Every tool carries the run view (ui.py), an MCP App that hosts which render Apps show a
+#   person; results stay the same for every other host.
 # - Nothing here writes to stdout: it is the protocol channel. Logs go to stderr (logs.py).
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ from mcp.types import (
 )
 from pydantic import Field, ValidationError
 
-from retab_mcp import _sdk
+from retab_mcp import _sdk, ui
 from retab_mcp._version import __version__
 from retab_mcp.actions import Progress, Upstream, max_wait_seconds, perform
 from retab_mcp.admission import Gate, cut_short, handed_slot
@@ -204,7 +206,9 @@ class RetabMCPServer(MCPServer[AppState]):
             tools=[tool for tool, _ in self._tools.values()],
             lifespan=lifespan,
             log_level=settings.log_level,
+            extensions=[ui.apps(endpoints)],
         )
+        self._lowlevel_server.middleware.append(ui.advertise_apps)
         if any(endpoint.kind is EDIT for endpoint in endpoints):
             self.resource(
                 FILLED_DOCUMENT_URI,
@@ -448,6 +452,7 @@ def _build_tool(endpoint: Endpoint, max_wait: int, output_schema: dict[str, Any]
         context_kwarg="ctx",
         annotations=READ_ANNOTATIONS if endpoint.read_only else CANCEL_ANNOTATIONS,
         structured_output=False,
+        meta=ui.TOOL_META,  # the run view (ui.py), for hosts that render MCP Apps
     )
     # Read live by tools/list; call_tool returns the envelope as built, without validating it again.
     built.fn_metadata.output_schema = output_schema

@@ -50,6 +50,7 @@ def test_every_variable_is_read() -> None:
         "RETAB_MCP_PORT": "9000",
         "RETAB_MCP_HTTP_PATH": "rpc/",
         "RETAB_MCP_STATEFUL": "yes",
+        "RETAB_MCP_JSON_RESPONSE": "true",
         "RETAB_MCP_AUTH_TOKEN": "tok",
         "RETAB_MCP_ALLOWED_HOSTS": "a.example:*, b.example",
         "RETAB_MCP_ALLOWED_ORIGINS": "https://a.example",
@@ -68,7 +69,7 @@ def test_every_variable_is_read() -> None:
     assert (settings.http_path, settings.stateful, settings.auth_token) == ("/rpc", True, "tok")
     assert settings.allowed_hosts == ("a.example:*", "b.example")
     assert (settings.allowed_origins, settings.shutdown_grace) == (("https://a.example",), 5.0)
-    assert settings.workers == 3
+    assert (settings.workers, settings.json_response) == (3, True)
     assert (settings.max_in_flight, settings.max_sessions) == (8, 3)
     assert {var.name for var in ENV_VARS} == set(env)  # every variable is exercised here
 
@@ -96,6 +97,7 @@ BAD_VALUES = {
     "RETAB_MCP_PORT": "eighty",
     "RETAB_MCP_HTTP_PATH": "/healthz",
     "RETAB_MCP_STATEFUL": "2",
+    "RETAB_MCP_JSON_RESPONSE": "sse",
     "RETAB_MCP_SHUTDOWN_GRACE": "-1",
     "RETAB_MCP_WORKERS": "many",
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import tomllib
+from contextvars import ContextVar
 
 from mcp.server import MCPServer
 from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
@@ -50,3 +51,17 @@ def test_the_session_owners_are_there() -> None:
     assert manager._session_owners == {}
     manager._session_owners["s1"] = AuthorizationContext(client_id="fingerprint", issuer=None, subject=None)
     assert list(_sdk.session_owners(manager)) == ["fingerprint"]
+
+
+def test_the_session_manager_reads_json_response_per_request() -> None:
+    """The SDK builds each request's transport from `manager.json_response`, read then; the seam
+    turns that attribute into the request's own choice."""
+    choice: ContextVar[bool | None] = ContextVar("choice", default=None)
+    server: MCPServer[None] = MCPServer("probe")
+    server.streamable_http_app(json_response=True)
+    manager = server.session_manager
+    _sdk.answer_per_request(manager, choice)
+    assert manager.json_response is True
+    choice.set(False)
+    assert manager.json_response is False
+    assert "self.json_response" in inspect.getsource(type(manager).__mro__[1])
