@@ -28,6 +28,8 @@
 #   there too; its code is imported only then.
 # - Whose key: the server's RETAB_API_KEY, or, over HTTP without one, the key the caller sent
 #   with that very request (`ctx.headers`), so concurrent callers' keys never meet (http.py).
+# - With --tasks, the MCP tasks extension (tasks.py) wraps tools/call and serves tasks/*; its
+#   module is imported only then.
 # - Nothing here writes to stdout: it is the protocol channel. Logs go to stderr (logs.py).
 
 from __future__ import annotations
@@ -191,6 +193,11 @@ class RetabMCPServer(MCPServer[AppState]):
             endpoint.tool: (_build_tool(endpoint, max_wait, envelopes[endpoint.tool]), endpoint)
             for endpoint in endpoints
         }
+        extensions = []
+        if settings.tasks:
+            from retab_mcp.tasks import Tasks  # only then: it loads the cryptography it seals with
+
+            extensions.append(Tasks(settings, self.served))
         super().__init__(
             "retab-mcp",
             title="Retab",
@@ -200,6 +207,7 @@ class RetabMCPServer(MCPServer[AppState]):
             tools=[tool for tool, _ in self._tools.values()],
             lifespan=lifespan,
             log_level=settings.log_level,
+            extensions=extensions,
         )
         if any(endpoint.kind is EDIT for endpoint in endpoints):
             self.resource(
