@@ -7,12 +7,19 @@ import atexit
 import functools
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from retab_mcp.config import ENV_VARS
 
@@ -139,3 +146,58 @@ def _machine_lock(name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass
+class HttpProcess:
+    """A `retab-mcp --transport http` subprocess: its base URL and what it wrote on stderr."""
+
+    url: str
+    stderr: list[bytes]
+
+    @property
+    def mcp(self) -> str:
+        return self.url + "/mcp"
+
+    @property
+    def log(self) -> str:
+        return b"".join(self.stderr).decode()
+
+
+@contextmanager
+def http_process(*args: str, **env: str) -> Iterator[HttpProcess]:
+    """`retab-mcp --transport http` on a free loopback port, logging at INFO, with `env` on top of
+    clean_env(); yielded once /readyz answers 200, and stopped (SIGTERM) after."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [*SERVER_COMMAND, "--transport", "http", "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=clean_env(RETAB_MCP_LOG_LEVEL="INFO", **env),
+    )
+    server = HttpProcess(f"http://127.0.0.1:{port}", [])
+    reader = threading.Thread(target=lambda: server.stderr.extend(process.stderr or []), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(server.url + "/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, server.log
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.05)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        reader.join(timeout=5)
