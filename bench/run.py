@@ -183,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         results["in_process"] = {c.key: {"label": c.label, "about": c.about, "broken": c.broken} for c in in_process}
         sandbox.reset()
+        results["task_poll"] = suites.task_poll(sandbox.base_url, profile.calls, profile.call_warmup, log)
+        sandbox.reset()
         log(f"soak: {profile.soak_total} calls per server")
         results["soak"] = suites.soak(
             callers, envs, sandbox.base_url, profile.soak_total, profile.soak_checkpoints, profile.soak_window, log
@@ -606,6 +608,21 @@ def render(results: dict[str, Any]) -> str:
         lines += [
             f"No SDK at all, a JSON-RPC echo over event-loop stdio (bench/servers/echo_loopio.py): the pipes and "
             f"the two processes' wake-ups alone: p50 {noop['p50']:.2f} ms, p99 {noop['p99']:.2f} ms.",
+        ]
+
+    polls = results.get("task_poll")
+    if polls:
+        read, poll = polls["get_edit"], polls["tasks/get"]
+        lines += [
+            "",
+            f"### A tasks/get poll next to a get_edit call ({poll['n']} of each, interleaved; the SDK's client in "
+            "memory, --tasks)",
+            "",
+            "| request | p50 | p99 | IQR | p50 over get_edit |",
+            "|---|---:|---:|---:|---:|",
+            f"| get_edit (status read) | {read['p50']:.2f} ms | {read['p99']:.2f} ms | {read['iqr']:.2f} ms | 1.00x |",
+            f"| tasks/get (working) | {poll['p50']:.2f} ms | {poll['p99']:.2f} ms | {poll['iqr']:.2f} ms "
+            f"| {poll['p50'] / read['p50']:.2f}x |",
         ]
 
     lines += [

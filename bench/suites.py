@@ -433,3 +433,72 @@ def cli_start(
                 samples[name].append((time.perf_counter_ns() - started) / 1e6)
     log(f"  command line: {runs} rounds of {len(commands)} commands")
     return {name: {"samples_ms": values, **summary(values)} for name, values in samples.items()}
+
+
+# -- a task poll next to a tool call -----------------------------------------------------------
+
+
+def task_poll(base_url: str, count: int, warmup: int, log: Log) -> dict[str, dict[str, float]]:
+    """What a client pays per tasks/get poll of a task (--tasks) next to a get_edit call on the same
+    running edit: both through the SDK's own client (2026-07-28, in memory, so no transport),
+    interleaved call by call. Each is one status read from the sandbox; the poll also opens the
+    sealed id (AES-GCM) and checks the caller."""
+    return asyncio.run(_task_poll(base_url, count, warmup, log))
+
+
+async def _task_poll(base_url: str, count: int, warmup: int, log: Log) -> dict[str, dict[str, float]]:
+    from typing import Literal
+
+    from mcp.client import Client, ClientExtension, ResultClaim
+    from mcp.types import Request, RequestParams, Result
+
+    from retab_mcp.config import Settings
+    from retab_mcp.server import RetabMCPServer
+
+    class Created(Result):
+        result_type: Literal["task"]
+        task_id: str
+
+    class State(Result):
+        status: str
+
+    class Params(RequestParams):
+        task_id: str
+
+    class Get(Request[Params, Literal["tasks/get"]]):
+        method: Literal["tasks/get"] = "tasks/get"
+
+    async def never(created: Any, ctx: Any) -> Any:
+        raise AssertionError("the handle is taken as it is")
+
+    class Tasks(ClientExtension):
+        identifier = "io.modelcontextprotocol/tasks"
+
+        def claims(self) -> tuple[ResultClaim[Any], ...]:
+            return (ResultClaim(result_type="task", model=Created, resolve=never),)
+
+    settings = Settings(api_key=SANDBOX_KEY, base_url=base_url, tasks=True)
+    edit = "edt_running01"  # in progress for an hour: every poll answers `working`
+    samples: dict[str, list[float]] = {"get_edit": [], "tasks/get": []}
+    async with Client(RetabMCPServer(settings), extensions=[Tasks()]) as client:
+        created = await client.session.call_tool("get_edit", {"edit_id": edit, "wait_seconds": 5}, allow_claimed=True)
+        assert isinstance(created, Created), created
+        request = Get(params=Params(task_id=created.task_id))
+
+        async def poll() -> None:
+            state = await client.session.send_request(request, State)
+            assert state.status == "working", state
+
+        async def read() -> None:
+            result = await client.call_tool("get_edit", {"edit_id": edit})
+            assert not result.is_error, result
+
+        steps = {"get_edit": read, "tasks/get": poll}
+        for index, order in rounds(list(steps), warmup + count):
+            for name in order:
+                started = time.perf_counter_ns()
+                await steps[name]()
+                if index >= warmup:
+                    samples[name].append((time.perf_counter_ns() - started) / 1e6)
+    log(f"task poll: {count} rounds")
+    return {name: summary(values) for name, values in samples.items()}

@@ -13,11 +13,15 @@
   the run still going, never the read that found it stopped: the answer comes next instead.
 - When the client cancels the call (`notifications/cancelled`), the SDK cancels this task: the
   sleep or request in progress is interrupted, and nothing more is sent.
+- A call that may answer with an MCP task (tasks.py) sets `HAND_OFF`: when the run has not
+  stopped after the call's first request, the hand-off takes it and the call answers at once,
+  without waiting; the task follows the run from there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -37,6 +41,10 @@ Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 FIRST_POLL_SECONDS: Final = 0.5
 POLL_CAP_SECONDS: Final = 4.0
 STATUS_ONLY: Final = {"include_output": "false"}
+# (endpoint, validated arguments, the run as the first request found it) -> True when a task takes
+# the wait over. Set by tasks.py around a call from a client that can be answered with a task.
+HandOff = Callable[[Endpoint, Mapping[str, Any], Any], bool]
+HAND_OFF: ContextVar[HandOff | None] = ContextVar("hand_off", default=None)
 
 
 def max_wait_seconds(settings: Settings) -> int:
@@ -108,6 +116,10 @@ async def perform(
     )
     waited = None
     if wait_seconds > 0 and is_terminal(_status(body)) is False:
+        if (hand_off := HAND_OFF.get()) is not None:
+            at_once = succeeded(endpoint, body, include_output=include_output)  # raises if it is no run
+            if hand_off(endpoint, arguments, body):
+                return at_once
         body, waited = await wait_until_stopped(kind, run_id, body, wait_seconds, upstream, progress)
         if include_output and is_terminal(_status(body)) and waited.interrupted_by is None:
             # The polls read status only: now that the run has stopped, read it whole, once.

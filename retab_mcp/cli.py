@@ -2,6 +2,7 @@
 
     retab-mcp [--sandbox] [--log-level LEVEL]     the MCP server over stdio
     retab-mcp [--toolsets all] [--read-only] [--tools a,b]   ... serving more or fewer tools
+    retab-mcp --tasks                             ... answering long waits with MCP tasks (tasks.py)
     retab-mcp --transport http [--host H] [--port N] [--stateful] ...   over Streamable HTTP
     retab-mcp sandbox [--host H] [--port N]       the Retab sandbox alone, on loopback
     retab-mcp config CLIENT [--write]             a client's config entry (clients.py)
@@ -75,6 +76,13 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         help="kinds of run served, comma-separated, or all (default blueprints,edits; RETAB_MCP_TOOLSETS)",
     )
     parser.add_argument("--tools", help="serve only these tools, comma-separated (RETAB_MCP_TOOLS)")
+    parser.add_argument(
+        "--tasks",
+        action="store_true",
+        default=None,
+        help="answer a waiting call whose run has not stopped with an MCP task, for clients that declare "
+        "the tasks extension (RETAB_MCP_TASKS)",
+    )
     http = parser.add_argument_group("HTTP transport (each flag has an environment twin: config.ENV_VARS)")
     http.add_argument("--transport", choices=("stdio", "http"), help="stdio (default) or http (Streamable HTTP)")
     http.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -169,6 +177,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "toolsets": split_list(args.toolsets) if args.toolsets is not None else None,
         "tools": split_list(args.tools) if args.tools is not None else None,
         "sandbox": args.sandbox or None,
+        "tasks": args.tasks,
         "transport": args.transport,
         "host": args.host,
         "port": args.port,
@@ -182,5 +191,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     settings = replace(settings, **{name: value for name, value in flags.items() if value is not None})
     if settings.transport == "http":
         settings.check_http_exposure()
+    settings.check_tasks()
     settings.check_workers()
     return settings

@@ -99,8 +99,25 @@ ENV_VARS: Final = (
         "HTTP: seconds in-flight calls get to finish after SIGTERM; longer than the call budget, so that "
         "they all can. A call still running 1 s before it ends answers `shutting_down`.",
     ),
+    EnvVar(
+        "RETAB_MCP_TASKS",
+        "false",
+        "`true` answers a waiting get_/cancel_ call whose run has not stopped with an MCP task to poll, for "
+        "clients that declare the tasks extension.",
+    ),
+    EnvVar("RETAB_MCP_TASK_TTL", "3600", "Seconds a task id can be polled after it was issued (60 to 604800)."),
+    EnvVar(
+        "RETAB_MCP_SECRET_KEYS",
+        None,
+        "Secrets that seal task ids, comma-separated, each at least 32 characters: the first seals, all open "
+        "(rotation). The same on every replica; required for tasks over HTTP.",
+        secret=True,
+    ),
 )
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+# sealing.MIN_SECRET_CHARS, not imported: that module loads the cryptography library, which a
+# server without tasks never needs.
+MIN_SECRET_CHARS: Final = 32
 UNUSED_AUTH_WARNING: Final = (
     "RETAB_MCP_AUTH_TOKEN is set but ignored: with no RETAB_API_KEY each caller sends their own Retab key, "
     "and any caller with a key Retab accepts is served. Unset it, or set RETAB_API_KEY to serve token "
@@ -142,6 +159,10 @@ class Settings:
     max_sessions: int = 1000
     workers: int = 1
     shutdown_grace: float = 35.0
+    # MCP tasks (tasks.py): off unless asked for, since some hosts declare the extension by default.
+    tasks: bool = False
+    task_ttl: float = 3600.0
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def uses_server_key(self) -> bool:
@@ -180,6 +201,9 @@ class Settings:
             max_sessions=_number("RETAB_MCP_MAX_SESSIONS", get("RETAB_MCP_MAX_SESSIONS"), int, 1, 100_000),
             workers=parse_workers(get("RETAB_MCP_WORKERS") or "1"),
             shutdown_grace=_number("RETAB_MCP_SHUTDOWN_GRACE", get("RETAB_MCP_SHUTDOWN_GRACE"), float, 0, 3600),
+            tasks=_flag("RETAB_MCP_TASKS", get("RETAB_MCP_TASKS")),
+            task_ttl=_number("RETAB_MCP_TASK_TTL", get("RETAB_MCP_TASK_TTL"), float, 60, 604_800),
+            secret_keys=parse_secret_keys(get("RETAB_MCP_SECRET_KEYS")),
         )
 
     def check_http_exposure(self) -> None:
@@ -193,6 +217,15 @@ class Settings:
             )
         if self.auth_token and not self.uses_server_key:
             print(f"retab-mcp: warning: {UNUSED_AUTH_WARNING}", file=sys.stderr, flush=True)
+
+    def check_tasks(self) -> None:
+        """Tasks over HTTP need a key ring every process shares: an id sealed with one process's
+        ephemeral key opens nowhere else, and not after a restart."""
+        if self.tasks and self.transport == "http" and not self.secret_keys:
+            raise ConfigError(
+                "RETAB_MCP_TASKS (--tasks) over HTTP needs RETAB_MCP_SECRET_KEYS: task ids are sealed with it, so "
+                "that every process and replica, and a restarted one, can answer them."
+            )
 
     def check_workers(self) -> None:
         """More than one worker process: only where any process can answer any request."""
@@ -260,6 +293,16 @@ def parse_http_path(value: str) -> str:
 
 def parse_workers(value: str) -> int:
     return _number("RETAB_MCP_WORKERS", value, int, 1, 64)
+
+
+def parse_secret_keys(value: str | None) -> tuple[str, ...]:
+    keys = split_list(value)
+    if any(len(key) < MIN_SECRET_CHARS for key in keys):
+        raise ConfigError(
+            f"RETAB_MCP_SECRET_KEYS must be secrets of at least {MIN_SECRET_CHARS} characters each, "
+            "comma-separated (the value is not shown)"
+        )
+    return keys
 
 
 def split_list(value: str | None) -> tuple[str, ...]:

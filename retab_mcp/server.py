@@ -31,6 +31,8 @@
 #   with that very request (`ctx.headers`), so concurrent callers' keys never meet (http.py).
 # - Every tool carries the run view (ui.py), an MCP App that hosts which render Apps show a
 #   person; results stay the same for every other host.
+# - With --tasks, the MCP tasks extension (tasks.py) wraps tools/call and serves tasks/*; its
+#   module is imported only then.
 # - Nothing here writes to stdout: it is the protocol channel. Logs go to stderr (logs.py).
 
 from __future__ import annotations
@@ -197,6 +199,11 @@ class RetabMCPServer(MCPServer[AppState]):
             endpoint.tool: (_build_tool(endpoint, max_wait, envelopes[endpoint.tool]), endpoint)
             for endpoint in endpoints
         }
+        extensions = []
+        if settings.tasks:
+            from retab_mcp.tasks import Tasks  # only then: it loads the cryptography it seals with
+
+            extensions.append(Tasks(settings, self.served))
         super().__init__(
             "retab-mcp",
             title="Retab",
@@ -206,9 +213,9 @@ class RetabMCPServer(MCPServer[AppState]):
             tools=[tool for tool, _ in self._tools.values()],
             lifespan=lifespan,
             log_level=settings.log_level,
-            extensions=[ui.apps(endpoints)],
+            extensions=[ui.apps(endpoints), *extensions],
         )
-        self._lowlevel_server.middleware.append(ui.advertise_apps)
+        _sdk.lowlevel(self).middleware.append(ui.advertise_apps)
         if any(endpoint.kind is EDIT for endpoint in endpoints):
             self.resource(
                 FILLED_DOCUMENT_URI,

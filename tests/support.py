@@ -119,18 +119,23 @@ class HttpServer:
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
 
 
 @contextmanager
 def http_server(*args: str, **env: str) -> Iterator[HttpServer]:
+    """`retab-mcp --transport http` on a free loopback port, logging at INFO, with `env` on top of
+    clean_env(); yielded once /readyz answers 200, and stopped (SIGTERM) after."""
     port = free_port()
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RETAB_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "retab_mcp", "--transport", "http", "--port", str(port), *args],
+        [*SERVER_COMMAND, "--transport", "http", "--port", str(port), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**base, "RETAB_MCP_LOG_LEVEL": "INFO", **env},
+        env=clean_env(RETAB_MCP_LOG_LEVEL="INFO", **env),
     )
     stderr: list[bytes] = []
     assert process.stderr is not None

@@ -58,6 +58,9 @@ def test_every_variable_is_read() -> None:
         "RETAB_MCP_WORKERS": "3",
         "RETAB_MCP_MAX_IN_FLIGHT": "8",
         "RETAB_MCP_MAX_SESSIONS": "3",
+        "RETAB_MCP_TASKS": "on",
+        "RETAB_MCP_TASK_TTL": "120",
+        "RETAB_MCP_SECRET_KEYS": f"{'a' * 32}, {'b' * 40}",
     }
     assert {var.name for var in ENV_VARS} >= set(env)
     settings = Settings.from_env(env)
@@ -71,6 +74,7 @@ def test_every_variable_is_read() -> None:
     assert (settings.allowed_origins, settings.shutdown_grace) == (("https://a.example",), 5.0)
     assert (settings.workers, settings.json_response) == (3, True)
     assert (settings.max_in_flight, settings.max_sessions) == (8, 3)
+    assert (settings.tasks, settings.task_ttl, settings.secret_keys) == (True, 120.0, ("a" * 32, "b" * 40))
     assert {var.name for var in ENV_VARS} == set(env)  # every variable is exercised here
 
 
@@ -100,6 +104,8 @@ BAD_VALUES = {
     "RETAB_MCP_JSON_RESPONSE": "sse",
     "RETAB_MCP_SHUTDOWN_GRACE": "-1",
     "RETAB_MCP_WORKERS": "many",
+    "RETAB_MCP_TASKS": "perhaps",
+    "RETAB_MCP_TASK_TTL": "5",
 }
 FREE_TEXT = {
     "RETAB_API_KEY",
@@ -109,6 +115,7 @@ FREE_TEXT = {
     "RETAB_MCP_AUTH_TOKEN",
     "RETAB_MCP_ALLOWED_HOSTS",
     "RETAB_MCP_ALLOWED_ORIGINS",
+    "RETAB_MCP_SECRET_KEYS",  # secrets: a bad value is refused without being shown (test below)
 }
 
 
@@ -122,6 +129,15 @@ def test_a_bad_value_names_its_variable(name: str, value: str) -> None:
         Settings.from_env({name: value})
     assert str(raised.value).startswith(f"{name} must "), raised.value
     assert repr(value) in str(raised.value)
+
+
+def test_a_short_secret_key_is_refused_without_being_shown() -> None:
+    short = "too-short-a-secret-0123456789"
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"RETAB_MCP_SECRET_KEYS": f"{'k' * 32},{short}"})
+    assert str(raised.value).startswith("RETAB_MCP_SECRET_KEYS must ")
+    assert short not in str(raised.value)
+    assert "k" * 32 not in str(raised.value)
 
 
 def test_a_bad_log_level_stops_start_up_naming_the_variable() -> None:
