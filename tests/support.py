@@ -10,9 +10,11 @@ imports another):
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -95,6 +97,86 @@ async def connect(server: RetabMCPServer, mode: str) -> AsyncIterator[Agent]:
 
 KEY_A = "rt_test_callerA_8f2k1m"
 KEY_B = "rt_test_callerB_3q9z7x"
+
+
+# What the raw-pipe client says in its handshake (the 2025-11-25 era).
+STDIO_INITIALIZE = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}
+
+
+class StdioServer:
+    """`python -m retab_mcp` driven over raw pipes, so every byte on stdout is inspected."""
+
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "retab_mcp", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        self.stdout_lines: list[bytes] = []
+        self._messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._next_id = 0
+        self._stderr: list[bytes] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        self._stderr.extend(self.process.stderr)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.stdout_lines.append(line)
+            with contextlib.suppress(ValueError):  # a non-JSON line is kept above; the test fails on it
+                self._messages.put(json.loads(line))
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.send_line(json.dumps(message).encode())
+
+    def send_line(self, line: bytes) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + b"\n")
+        self.process.stdin.flush()
+
+    def next_message(self, timeout: float = 15) -> dict[str, Any]:
+        return self._messages.get(timeout=timeout)
+
+    def request(self, method: str, params: dict[str, Any] | None = None, timeout: float = 15) -> dict[str, Any]:
+        self._next_id += 1
+        self.send({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params or {}})
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self._messages.get(timeout=max(0.01, deadline - time.monotonic()))
+            if message.get("id") == self._next_id:
+                return message
+
+    def initialize(self) -> dict[str, Any]:
+        reply = self.request("initialize", STDIO_INITIALIZE)
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        return reply
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return self.request("tools/call", {"name": tool, "arguments": arguments})
+
+    def close(self) -> str:
+        assert self.process.stdin is not None
+        self.process.stdin.close()  # end of input: the server exits on its own
+        return self.exited()
+
+    def exited(self) -> str:
+        """Once the process has exited (within 15 s): all it wrote on stderr."""
+        self.process.wait(timeout=15)
+        self._reader.join(timeout=5)
+        self._stderr_reader.join(timeout=5)
+        return b"".join(self._stderr).decode()
+
+    def answers(self) -> list[dict[str, Any]]:
+        """Every answer on stdout so far (once the process has exited: all it ever wrote)."""
+        return [json.loads(line) for line in self.stdout_lines if "method" not in json.loads(line)]
 
 
 def free_port() -> int:

@@ -3,24 +3,34 @@ front of it) sends, and whatever an agent passes, every call answers exactly onc
 budget, with an envelope that validates against the tool's published outputSchema, in strict
 JSON, small, and without the key.
 
+The same promise on the wire, for what an in-memory client cannot send: lines and bodies nested
+thousands deep, a UTF-8 BOM, ids shaped like the server's key (its public prefix and guesses at
+what follows, the oracle attack of SECURITY.md), and, over HTTP, bodies that never finish
+arriving. Every request with an id gets exactly one answer, within 64 KiB, with no run of 8 of
+the key's characters in it, and the server goes on serving.
+
 The seed is fixed, so a failure is a case that can be replayed: its number is in the message.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import random
+import socket
 import string
 import time
 from typing import Any, Final
 
+import httpx
 import pytest
 
 from retab_mcp.config import Settings
 from retab_mcp.endpoints import ENDPOINTS
+from retab_mcp.http import REQUEST_TIMEOUT_SECONDS
 from retab_mcp.sandbox import Fault, RunningSandbox
 from retab_mcp.server import RetabMCPServer
-from tests.support import Agent, connect, texts
+from tests.support import Agent, StdioServer, clean_env, connect, http_server, texts
 
 pytestmark = pytest.mark.anyio
 
@@ -158,3 +168,135 @@ async def one_case(agent: Agent, sandbox: RunningSandbox, generate: Generator, t
     everything = summary + text
     assert KEY not in everything, where
     assert all(KEY[i : i + 8] not in everything for i in range(len(KEY) - 7)), where
+
+
+WIRE_CASES: Final = 120
+DEPTHS: Final = [2, 50, 300, 1_000, 5_000, 30_000]
+KEY_CHARS: Final = string.ascii_letters + string.digits + "_-"
+
+
+def key_shaped_id(rng: random.Random) -> str:
+    """What an attacker who knows the key's public prefix sends: the prefix, a part of the key
+    that follows it, a guess at the next character; or the key itself, encoded or whole."""
+    known = KEY[: rng.randrange(8, len(KEY))]
+    return rng.choice(
+        [known + rng.choice(KEY_CHARS) + "ZZ", known, KEY, "x" + KEY, base64.b64encode(KEY.encode()).decode()]
+    )
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + '"edt_x"' + "]" * depth
+
+
+def wire_message(rng: random.Random, request_id: int) -> bytes:
+    """One JSON-RPC request as bytes, hostile in one of several ways."""
+    tool = rng.choice(ENDPOINTS)
+    id_arg = "after" if tool.action == "list" else tool.kind.id_arg
+    name, arguments, prefix = tool.tool, json.dumps({id_arg: "edt_x"}), b""
+    shape = rng.randrange(6)
+    if shape == 0:  # an argument nested deep
+        arguments = json.dumps({id_arg: "@"}).replace('"@"', nested(rng.choice(DEPTHS)))
+    elif shape == 1:  # the whole params nested deep
+        params = nested(rng.choice(DEPTHS))
+        return f'{{"jsonrpc": "2.0", "id": {request_id}, "method": "tools/call", "params": {params}}}'.encode()
+    elif shape == 2:  # a key-shaped id: the oracle attack
+        arguments = json.dumps({id_arg: key_shaped_id(rng)})
+    elif shape == 3:  # a key-shaped argument name, or a tool named like the key
+        name, arguments = rng.choice([name, key_shaped_id(rng)]), json.dumps({key_shaped_id(rng): 1})
+    elif shape == 4:  # a resource URI holding a key-shaped id
+        params = json.dumps({"uri": f"retab://edits/{key_shaped_id(rng)}/filled_document"})
+        return f'{{"jsonrpc": "2.0", "id": {request_id}, "method": "resources/read", "params": {params}}}'.encode()
+    else:  # a byte-order mark before an ordinary call
+        prefix = "\ufeff".encode()
+    call = f'"params": {{"name": {json.dumps(name)}, "arguments": {arguments}}}'
+    return prefix + f'{{"jsonrpc": "2.0", "id": {request_id}, "method": "tools/call", {call}}}'.encode()
+
+
+def assert_no_key_fragment(text: str, where: str, sent: str = "") -> None:
+    """No run of 8 of the key's characters in `text`, but those the caller sent itself (the SDK
+    quotes a resource URI back as it came): what comes back holds nothing of the key it did not
+    already have."""
+    leaked = [KEY[i : i + 8] for i in range(len(KEY) - 7) if KEY[i : i + 8] in text and KEY[i : i + 8] not in sent]
+    assert not leaked, (leaked, where)
+    encoded = base64.b64encode(KEY.encode()).decode()[:12]
+    assert encoded not in text or encoded in sent, where
+
+
+def test_hostile_lines_over_real_stdio_each_get_exactly_one_answer(sandbox: RunningSandbox) -> None:
+    rng = random.Random(20261205)  # noqa: S311 (a fuzzer, not cryptography)
+    server = StdioServer(
+        env=clean_env(RETAB_API_KEY=KEY, RETAB_API_BASE_URL=sandbox.base_url, RETAB_MCP_CALL_TIMEOUT="2")
+    )
+    try:
+        server.initialize()
+        sent: dict[int, bytes] = {}
+        for case in range(WIRE_CASES):
+            request_id = 1000 + case
+            sent[request_id] = wire_message(rng, request_id)
+            server.send_line(sent[request_id])
+        assert server.request("ping")["result"] == {}  # still serving after all of it
+        stderr = server.close()
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    assert server.process.returncode == 0, stderr
+    answered: dict[int, int] = {}
+    for line in server.stdout_lines:
+        where = f"stdout line {line[:200]!r}"
+        assert len(line) < 64 * 1024, where
+        message = json.loads(line)
+        assert_no_key_fragment(line.decode(), where, sent.get(message.get("id"), b"").decode(errors="replace"))
+        if "id" in message:
+            assert ("result" in message) != ("error" in message), where
+            answered[message["id"]] = answered.get(message["id"], 0) + 1
+    for request_id, line in sent.items():
+        assert answered.get(request_id) == 1, (
+            f"case {request_id - 1000}: {line[:200]!r} answered {answered.get(request_id, 0)} times"
+        )
+    assert_no_key_fragment(stderr, "stderr", b"".join(sent.values()).decode(errors="replace"))
+
+
+def test_hostile_requests_over_http_each_get_exactly_one_answer_while_slow_bodies_are_cut(
+    sandbox: RunningSandbox,
+) -> None:
+    rng = random.Random(20261206)  # noqa: S311 (a fuzzer, not cryptography)
+    with http_server(RETAB_API_BASE_URL=sandbox.base_url, RETAB_MCP_CALL_TIMEOUT="2") as server:
+        # Bodies that never finish arriving, held open while every other case is served.
+        slow: list[socket.socket] = []
+        for _ in range(20):
+            connection = socket.create_connection(("127.0.0.1", server.port), timeout=REQUEST_TIMEOUT_SECONDS + 5)
+            connection.sendall(
+                b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\n"
+                b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: 60000\r\n\r\n{"
+            )
+            slow.append(connection)
+        began = time.monotonic()
+        headers = {"Authorization": f"Bearer {KEY}", "Accept": "application/json, text/event-stream",
+                   "Content-Type": "application/json", "MCP-Protocol-Version": "2025-11-25"}  # fmt: skip
+        bodies: list[bytes] = []
+        with httpx.Client(timeout=10) as client:
+            for case in range(WIRE_CASES):
+                body = wire_message(rng, case)
+                bodies.append(body)
+                reply = client.post(server.mcp, content=body, headers=headers)
+                where = f"case {case}: {body[:200]!r} -> HTTP {reply.status_code} {reply.text[:200]!r}"
+                assert reply.status_code in (200, 400, 413, 415, 422), where
+                assert len(reply.content) < 64 * 1024, where
+                assert_no_key_fragment(reply.text, where, body.decode(errors="replace"))
+                if reply.status_code == 200:
+                    answer = json.loads(reply.text)
+                    assert answer["id"] == case, where
+                    assert ("result" in answer) != ("error" in answer), where
+            assert client.get(server.url + "/healthz").status_code == 200
+        # Each slow body is cut within the request deadline of its connection's opening.
+        for connection in slow:
+            connection.settimeout(max(0.1, began + REQUEST_TIMEOUT_SECONDS + 3 - time.monotonic()))
+            try:
+                leftover = connection.recv(65536)
+            except (ConnectionResetError, TimeoutError) as exc:
+                leftover = b"" if isinstance(exc, ConnectionResetError) else b"still open"
+            assert leftover in (b"",) or leftover.startswith(b"HTTP/1.1 4"), leftover[:200]
+            connection.close()
+    # The log may quote what a caller sent (a resource URI it made up), never more of the key.
+    assert_no_key_fragment(server.stderr, "stderr", b"".join(bodies).decode(errors="replace"))
