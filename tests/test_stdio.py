@@ -354,6 +354,33 @@ def test_stdin_and_stdout_may_be_regular_files(sandbox: RunningSandbox, tmp_path
     assert by_id[None]["error"]["code"] == -32700
 
 
+@pytest.mark.parametrize("stdin", ["devnull", "closed", "empty file"])
+@pytest.mark.parametrize("stdout", ["pipe", "devnull"])
+def test_an_input_with_nothing_in_it_ends_at_once_with_at_most_one_line(
+    stdin: str, stdout: str, tmp_path: Path
+) -> None:
+    """nohup, systemd and `docker run` without -i give the server /dev/null (or nothing) as stdin:
+    the input ends at once, so the server exits 0, having said at most one line (no key set)."""
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    with empty.open("rb") as file:
+        done = subprocess.run(
+            [sys.executable, "-m", "retab_mcp"],
+            stdin={"devnull": subprocess.DEVNULL, "closed": None, "empty file": file}[stdin],
+            stdout=subprocess.DEVNULL if stdout == "devnull" else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=server_env(),
+            timeout=30,
+            # A closed stdin: the child closes its fd 0 just before it runs the server.
+            preexec_fn=(lambda: os.close(0)) if stdin == "closed" else None,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    assert (done.stdout or b"") == b""
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) <= 1, lines
+    assert "Traceback" not in done.stderr.decode()
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_progress_over_real_stdio_in_both_eras(sandbox: RunningSandbox, mode: str) -> None:
