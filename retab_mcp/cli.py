@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _settings(args: argparse.Namespace) -> Settings:
     """The environment's settings, with the flags given on the command line on top."""
-    settings = Settings.from_env()
+    settings = Settings.from_env(warn=True)
     flags = {
         "log_level": parse_log_level(args.log_level) if args.log_level else None,
         "read_only": args.read_only,

@@ -24,7 +24,7 @@ from typing import Final, Literal
 
 from retab_mcp import __version__
 from retab_mcp.clients import KEY_PLACEHOLDER, KEY_VAR
-from retab_mcp.config import DEFAULT_BASE_URL, ENV_VARS, ConfigError, Settings, display_url
+from retab_mcp.config import DEFAULT_BASE_URL, ENV_VARS, ConfigError, Settings, display_url, parse_api_key
 from retab_mcp.errors import request_id_from
 from retab_mcp.redaction import Redactor
 
@@ -57,7 +57,10 @@ FIX_KEY_MISSING: Final = (
     "shell's environment to servers. `retab-mcp config CLIENT --api-key-env --write` does it for you."
 )
 FIX_KEY_PLACEHOLDER: Final = f"Replace {KEY_PLACEHOLDER} in the client's config with your Retab API key."
-FIX_KEY_QUOTED: Final = "Remove the quotes and spaces around the key: the JSON string itself is the key."
+FIX_KEY_QUOTED: Final = (
+    "Remove the quotes or `Bearer ` around the key (the server takes them off, with a warning): the JSON string "
+    "itself is the key."
+)
 FIX_KEY_PREFIX: Final = (
     "Retab keys start with rt_live_ or rt_test_: check that you copied an API key from the Retab dashboard."
 )
@@ -115,14 +118,16 @@ def _checks(env: Mapping[str, str]) -> Iterator[Result]:
         yield Result("settings", "FAIL", str(exc), FIX_SETTINGS)
     else:
         yield Result("settings", "ok", _describe_settings(settings, env))
-    # Read the way Settings reads it, so a bad unrelated setting does not hide a key problem.
-    key = settings.api_key if settings else env.get(KEY_VAR, "").strip() or None
-    if not key:
+    # The value as set, for the key's own checks (a bad unrelated setting does not hide a key
+    # problem); the key the server would send (quotes and `Bearer ` taken off), for the read.
+    raw = env.get(KEY_VAR, "").strip() or None
+    key, problem = parse_api_key(raw)
+    if not raw:
         yield Result("key", "FAIL", f"{KEY_VAR} is not set (or empty) in this environment.", FIX_KEY_MISSING)
         yield Result("key-shape", "skip", "no key")
     else:
-        yield Result("key", "ok", f"{KEY_VAR} is set ({_describe_key(key)}).")
-        yield _key_shape(key)
+        yield Result("key", "ok", f"{KEY_VAR} is set ({_describe_key(raw)}).")
+        yield _key_shape(raw, problem)
     if settings is None:
         yield Result("reachable", "skip", "the settings are invalid")
         yield Result("auth", "skip", "the settings are invalid")
@@ -132,7 +137,7 @@ def _checks(env: Mapping[str, str]) -> Iterator[Result]:
     if reachable.status != "ok":
         yield Result("auth", "skip", "Retab is not reachable")
     elif not key:
-        yield Result("auth", "skip", "no key")
+        yield Result("auth", "skip", "no key" if not problem else "no key the server would send")
     else:
         yield _authenticated_read(settings.base_url, key)
 
@@ -225,13 +230,16 @@ def _describe_key(key: str) -> str:
     return f"{kind}... key, {len(key)} characters" if kind else f"{len(key)} characters"
 
 
-def _key_shape(key: str) -> Result:
+def _key_shape(key: str, problem: str | None) -> Result:
     if key == KEY_PLACEHOLDER:
         return Result(
             "key-shape", "FAIL", f"{KEY_VAR} is still the placeholder {KEY_PLACEHOLDER}.", FIX_KEY_PLACEHOLDER
         )
+    if problem:
+        return Result("key-shape", "FAIL", "the value is a placeholder or an example, not a key.", FIX_KEY_PLACEHOLDER)
     if re.search(r"[\s\"'`]", key):
-        return Result("key-shape", "FAIL", "the key contains quotes or spaces.", FIX_KEY_QUOTED)
+        # The server takes one pair of quotes and a leading `Bearer ` off, with a warning.
+        return Result("key-shape", "warn", "the key has quotes or `Bearer ` around it.", FIX_KEY_QUOTED)
     if not key.startswith(KEY_PREFIXES):
         # A warning: a new kind of key may still work, and the authenticated read will tell.
         return Result("key-shape", "warn", "the key does not start like a Retab key.", FIX_KEY_PREFIX)

@@ -98,6 +98,8 @@ class CallFailed(Exception):
     # A bounded, one-line rendering of the API's own `detail`, when it sent a parsable one.
     detail: str | None = None
     attempts: int = 0
+    # What to do next, where the code's general hint does not fit this failure.
+    hint: str | None = None
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -230,6 +232,8 @@ def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
     Wherever the run's state is in doubt, the hint points at the read tool (read-only: hosts run
     it without asking the user), never at another cancel.
     """
+    if failure.hint:
+        return failure.hint
     tool = endpoint.tool
     read = tool_for("read", endpoint.kind)
     check = (

@@ -69,7 +69,7 @@ from retab_mcp._version import __version__
 from retab_mcp.actions import Progress, Upstream, max_wait_seconds, perform
 from retab_mcp.admission import Gate, cut_short
 from retab_mcp.client import RetabClient, run_path
-from retab_mcp.config import Settings
+from retab_mcp.config import KEY_FIX, Settings
 from retab_mcp.endpoints import BY_TOOL, EDIT, ENDPOINTS, RUN_ID_PATTERN, Endpoint, select
 from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, hint_for, run_subject
 from retab_mcp.models import KnownStatus
@@ -144,6 +144,8 @@ async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
             # Never the user's real key: the sandbox records what it is sent.
             sandbox = stack.enter_context(serve_in_thread())
             settings = replace(settings, base_url=sandbox.base_url, api_key=SANDBOX_API_KEY)
+        elif settings.key_problem and settings.transport == "stdio":
+            logger.warning("%s. Until then every call answers configuration_error.", settings.key_problem)
         elif not settings.api_key and settings.transport == "stdio":
             logger.warning(
                 "RETAB_API_KEY is not set: the tools are listed, but every call will answer "
@@ -433,10 +435,29 @@ def caller_key(headers: Mapping[str, str] | None) -> str | None:
     return bearer_token(headers) or headers.get("api-key", "").strip() or None
 
 
+NO_CALLER_KEY_HINT: Final = (
+    "Ask the user to add their Retab API key to this server's entry in the MCP client's configuration, as "
+    "the HTTP header `Authorization: Bearer <key>` (or `Api-Key: <key>`), then reconnect; docs/clients.md "
+    "of retab-mcp shows where each client takes it. Retrying will not help."
+)
+
+
 def _api_key(settings: Settings, headers: Mapping[str, str] | None) -> str:
     # A server key wins: then the caller's Authorization header carries the server's auth token,
     # which must never be sent to Retab.
     key = settings.api_key or caller_key(headers)
+    if not key and settings.transport == "http":
+        raise CallFailed(
+            ErrorCode.CONFIGURATION_ERROR,
+            "No Retab API key came with this request: this server uses each caller's own key. Nothing was sent.",
+            hint=NO_CALLER_KEY_HINT,
+        )
+    if not key and settings.key_problem:
+        raise CallFailed(
+            ErrorCode.CONFIGURATION_ERROR,
+            f"{settings.key_problem}. Nothing was sent.",
+            hint="Ask the user to " + KEY_FIX + "; retrying will not help.",
+        )
     if not key:
         raise CallFailed(
             ErrorCode.CONFIGURATION_ERROR,

@@ -186,6 +186,46 @@ def test_missing_key_starts_lists_warns_once_and_sends_nothing(sandbox: RunningS
 
 
 @pytest.mark.parametrize(
+    "value",
+    ["YOUR_RETAB_API_KEY", "<your Retab key>", "rt_live_4f9a...", "rt_live_bad key\u00e9", "YOUR_KEY_HERE"],
+)
+def test_a_key_that_is_clearly_not_one_is_served_like_a_missing_key_and_never_sent(
+    sandbox: RunningSandbox, value: str
+) -> None:
+    """Like a missing key: the tools are listed, one warning names the fix, every call answers
+    configuration_error with the fix, and nothing reaches Retab; the value is never shown."""
+    server = StdioServer(env=server_env(RETAB_API_KEY=value, RETAB_API_BASE_URL=sandbox.base_url))
+    server.initialize()
+    assert "get_edit" in [t["name"] for t in server.request("tools/list")["result"]["tools"]]
+    error = server.call("get_edit", CALL)["result"]["structuredContent"]["error"]
+    assert error["code"] == "configuration_error"
+    assert "RETAB_API_KEY is not a key" in error["message"]
+    assert "Retab dashboard" in error["hint"]
+    assert "[redacted]" not in json.dumps(error)  # the server's own words, whole
+    stderr = server.close()
+    assert len([line for line in stderr.splitlines() if "RETAB_API_KEY" in line]) == 1
+    assert value not in stderr
+    assert sandbox.sandbox.recorded() == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['"rt_test_quoted_key"', "'rt_test_quoted_key'", "Bearer rt_test_quoted_key", '"Bearer rt_test_quoted_key"'],
+)
+def test_a_quoted_key_or_one_with_bearer_is_used_with_one_warning(sandbox: RunningSandbox, value: str) -> None:
+    server = StdioServer(env=server_env(RETAB_API_KEY=value, RETAB_API_BASE_URL=sandbox.base_url))
+    server.initialize()
+    result = server.call("get_edit", CALL)["result"]["structuredContent"]
+    assert result["status"] == "in_progress", result
+    stderr = server.close()
+    warnings = [line for line in stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1, stderr
+    assert "RETAB_API_KEY: took off" in warnings[0]
+    assert "rt_test_quoted_key" not in stderr
+    assert [r.key_fingerprint for r in sandbox.sandbox.recorded()] == [fingerprint("rt_test_quoted_key")]
+
+
+@pytest.mark.parametrize(
     ("name", "value"),
     [
         ("RETAB_MCP_MAX_ATTEMPTS", "many"),
