@@ -7,8 +7,10 @@
     retab-mcp config CLIENT [--write]             a client's config entry (clients.py)
     retab-mcp doctor                              setup checks, each with a fix (doctor.py)
 
-Flags win over environment variables (config.ENV_VARS). A bad setting exits with status 2 and
-one line on stderr naming it; nothing is ever printed on stdout by the MCP server.
+Flags win over environment variables (config.ENV_VARS). A bad setting, or an address that
+cannot be listened on (listen.py), exits with status 2 and one line on stderr naming it; the
+HTTP flags given to the stdio server are named in a one-line warning (desktop configs that carry
+them keep working). Nothing is ever printed on stdout by the MCP server.
 """
 
 from __future__ import annotations
@@ -124,10 +126,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logs.configure(settings.log_level, secrets=[settings.api_key, settings.auth_token])
 
+    from retab_mcp.listen import StartError  # a busy port: one line, status 2, as a bad setting
+
     if args.command == "sandbox":
         from retab_mcp.sandbox import serve
 
-        serve(host=args.host, port=args.port)
+        try:
+            serve(host=args.host, port=args.port)
+        except StartError as exc:
+            print(f"retab-mcp: {exc}", file=sys.stderr)
+            return 2
         return 0
 
     from retab_mcp.server import RetabMCPServer
@@ -144,7 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.transport == "http":
         from retab_mcp.http import serve as serve_http
 
-        serve_http(server, settings)
+        try:
+            serve_http(server, settings)
+        except StartError as exc:
+            print(f"retab-mcp: {exc}", file=sys.stderr)
+            return 2
     else:
         from retab_mcp import stdio
 
@@ -152,6 +164,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a little more to write the answers.
         stdio.run(server, drain_seconds=settings.call_timeout + 2)
     return 0
+
+
+# The flags of the HTTP transport, by their attribute on the parsed arguments.
+_HTTP_FLAGS: Final = {
+    "host": "--host",
+    "port": "--port",
+    "http_path": "--path",
+    "stateful": "--stateful",
+    "allowed_hosts": "--allowed-hosts",
+    "allowed_origins": "--allowed-origins",
+}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -172,7 +195,14 @@ def _settings(args: argparse.Namespace) -> Settings:
         "allowed_origins": split_list(args.allowed_origins) if args.allowed_origins else None,
         "workers": parse_workers(args.workers) if args.workers is not None else None,
     }
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be from 0 to 65535 (got {args.port})")
     settings = replace(settings, **{name: value for name, value in flags.items() if value is not None})
+    if settings.transport == "stdio" and args.command is None:
+        # Kept working (desktop configs carry them), but said: they change nothing here.
+        ignored = ", ".join(flag for name, flag in _HTTP_FLAGS.items() if getattr(args, name) is not None)
+        if ignored:
+            print(f"retab-mcp: warning: {ignored}: for --transport http only; stdio ignores them", file=sys.stderr)
     if settings.transport == "http":
         settings.check_http_exposure()
     settings.check_workers()

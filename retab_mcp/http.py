@@ -523,16 +523,17 @@ class _DrainingServer(uvicorn.Server):
       signal (exit 143). Orchestrators ask for a stop with SIGTERM and expect a clean exit.
     """
 
-    def __init__(self, config: uvicorn.Config, server: RetabMCPServer, settings: Settings) -> None:
+    def __init__(self, config: uvicorn.Config, server: RetabMCPServer, settings: Settings, announce: bool) -> None:
         super().__init__(config)
         self._mcp = server
         self.settings = settings
+        self.announce = announce
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         # Listening: say where, and whose key it spends, at every log level. A worker of --workers
-        # (given its socket) leaves that to the parent, which says it once for all of them.
-        if self.started and sockets is None:
+        # leaves that to the parent, which says it once for all of them.
+        if self.started and self.announce:
             ports = [s.getsockname()[1] for server in self.servers for s in server.sockets]
             print(start_line(self.settings, ports[0] if ports else self.settings.port), file=sys.stderr, flush=True)
 
@@ -584,5 +585,10 @@ def uvicorn_config(server: RetabMCPServer, settings: Settings) -> uvicorn.Config
 
 
 def serve(server: RetabMCPServer, settings: Settings, sock: socket.socket | None = None) -> None:
-    """Serve until SIGTERM; on `sock` when given (a worker of --workers), else on host and port."""
-    _DrainingServer(uvicorn_config(server, settings), server, settings).run(sockets=[sock] if sock else None)
+    """Serve until SIGTERM; on `sock` when given (a worker of --workers), else on host and port,
+    taken first (listen.StartError: a busy port is one line, not uvicorn's traceback)."""
+    from retab_mcp import listen
+
+    announce = sock is None
+    with sock or listen.reserve(settings.host, settings.port) as listening:
+        _DrainingServer(uvicorn_config(server, settings), server, settings, announce).run(sockets=[listening])

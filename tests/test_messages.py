@@ -212,3 +212,59 @@ async def test_include_output_says_what_each_kind_of_run_returns(agent: Agent) -
             assert "filled" not in description
         else:
             assert "filled PDF" in description
+
+
+# -- start-up mistakes: one line each --------------------------------------------------------------
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port something listens on."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("command", "setting"),
+    [
+        (["--transport", "http"], "RETAB_MCP_PORT (--port)"),
+        (["sandbox"], "--port"),
+        (["--sandbox", "--transport", "http"], "RETAB_MCP_PORT (--port)"),
+    ],
+    ids=["http", "sandbox", "http-with-sandbox"],
+)
+def test_a_busy_port_is_one_line_and_status_2(busy_port: int, command: list[str], setting: str) -> None:
+    done = subprocess.run(
+        [*SERVER_COMMAND, *command, "--port", str(busy_port)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, env=clean_env(),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"retab-mcp: port {busy_port} on 127.0.0.1 is already in use; stop what serves it, or choose another {setting}"
+    ]
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("command", [[], ["--transport", "http"], ["sandbox"]])
+def test_a_port_out_of_range_is_one_line_and_status_2(command: list[str]) -> None:
+    done = subprocess.run(
+        [*SERVER_COMMAND, *command, "--port", "70000"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, env=clean_env(),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["retab-mcp: --port must be from 0 to 65535 (got 70000)"]
+
+
+def test_http_flags_on_stdio_are_named_in_one_warning_and_serving_goes_on() -> None:
+    done = subprocess.run(
+        [*SERVER_COMMAND, "--sandbox", "--port", "9000", "--host", "0.0.0.0", "--stateful"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, env=clean_env(),
+    )  # fmt: skip
+    assert done.returncode == 0
+    assert done.stderr.splitlines() == [
+        "retab-mcp: warning: --host, --port, --stateful: for --transport http only; stdio ignores them"
+    ]

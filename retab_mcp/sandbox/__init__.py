@@ -15,7 +15,6 @@ gets 403, anything else 401. Nothing here is imported unless the sandbox is used
 from __future__ import annotations
 
 import contextlib
-import socket
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from retab_mcp.listen import reserve
 from retab_mcp.sandbox.state import (
     FORBIDDEN_API_KEY,
     SANDBOX_API_KEY,
@@ -87,11 +87,10 @@ def serve_in_thread(sandbox: Sandbox | None = None, host: str = "127.0.0.1", por
     sandbox request cannot stall the server) and out of its signal handling.
     """
     sandbox = sandbox or Sandbox()
-    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say so,
-    # and with it on, each response on a kept-alive connection waits ~40 ms for a delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    # TCP_NODELAY matters here: with Nagle on, each response on a kept-alive connection waits
+    # ~40 ms for a delayed ACK; listen.py's sockets let asyncio turn it off. A busy port is a
+    # listen.StartError.
+    sock = reserve(host, port, port_setting="--port")
     server = _server(sandbox)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="retab-sandbox", daemon=True)
     thread.start()
