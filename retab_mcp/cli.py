@@ -39,9 +39,11 @@ class _Parser(argparse.ArgumentParser):
         # The sandbox's seeded runs, listed only when help is asked for: the list lives with the
         # sandbox, which nothing else on the start-up path imports.
         if self.prog == "retab-mcp" and self.epilog is None:
-            from retab_mcp.sandbox.state import seeded_ids_by_status
+            from retab_mcp.sandbox.state import finishing_lines, seeded_ids_by_status
 
-            rows = "\n".join(f"  {status}: {', '.join(ids)}" for status, ids in seeded_ids_by_status().items())
+            rows = "\n".join(
+                [f"  {status}: {', '.join(ids)}" for status, ids in seeded_ids_by_status().items()] + finishing_lines()
+            )
             self.epilog = f"The sandbox (--sandbox, or the sandbox command) has these runs:\n{rows}"
         return super().format_help()
 
@@ -58,7 +60,9 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser.add_argument(
         "--sandbox",
         action="store_true",
-        help="serve an embedded Retab sandbox in this process and use it (no key, no network)",
+        help="serve an embedded Retab sandbox in this process and use it (no key, no network); its runs are "
+        "listed below: fbp_completes01 and edt_completes01 complete, fbp_fails01 and edt_fails01 fail, 3 s after "
+        "their first read (try get_blueprint with wait_seconds)",
     )
     parser.add_argument(
         "--log-level",
@@ -92,7 +96,13 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     http.add_argument("--allowed-origins", help="extra accepted Origin values, comma-separated")
     http.add_argument("--workers", help="stateless HTTP: processes serving the port, one per core to use (default 1)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sandbox = commands.add_parser("sandbox", help="serve the Retab sandbox alone on loopback")
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="serve the Retab sandbox alone on loopback",
+        description="Serve the Retab sandbox alone on loopback; its URL is printed on stdout, its seeded runs on "
+        "stderr (also in `retab-mcp --help`). Runs fbp_completes01 and edt_completes01 complete, fbp_fails01 and "
+        "edt_fails01 fail, 3 s after their first read; so do <prefix>completes01 and <prefix>fails01 of every kind.",
+    )
     sandbox.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     # Setup helpers: each registers its own options and `run`. Its module is imported only when its

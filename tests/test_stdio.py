@@ -558,3 +558,23 @@ def test_a_client_that_stops_reading_does_not_swamp_the_server() -> None:
         if process.poll() is None:
             process.kill()
         process.wait()
+
+
+@pytest.mark.anyio
+async def test_a_wait_on_a_finishing_sandbox_run_ends_in_its_terminal_status() -> None:
+    """`retab-mcp --sandbox`, as a newcomer runs it, through the SDK's stdio client: the finishing
+    runs end a few seconds after their first read, so a wait ends in completed (or failed)."""
+    params = StdioServerParameters(command=sys.executable, args=["-m", "retab_mcp", "--sandbox"], env=server_env())
+    async with Client(params) as client:
+        first = await client.call_tool("get_blueprint", {"blueprint_id": "fbp_completes01"})
+        started = time.monotonic()
+        completed = await client.call_tool("get_blueprint", {"blueprint_id": "fbp_completes01", "wait_seconds": 20})
+        waited = time.monotonic() - started
+        failed = await client.call_tool("get_edit", {"edit_id": "edt_fails01", "wait_seconds": 20})
+    assert first.structured_content is not None
+    assert completed.structured_content is not None
+    assert failed.structured_content is not None
+    assert first.structured_content["status"] == "in_progress"
+    assert (completed.structured_content["status"], completed.structured_content["terminal"]) == ("completed", True)
+    assert 1.5 <= waited < 15  # 3 s after the first read, whatever the machine's load
+    assert (failed.structured_content["status"], failed.structured_content["terminal"]) == ("failed", True)

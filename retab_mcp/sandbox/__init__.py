@@ -34,6 +34,7 @@ from retab_mcp.sandbox.state import (
     RecordedRequest,
     Sandbox,
     fingerprint,
+    finishing_lines,
     seeded_ids_by_status,
 )
 
@@ -128,6 +129,7 @@ def _seeded_banner() -> str:
     """The seeded ids by status, one line each, so a newcomer knows what to try."""
     lines = ["Seeded runs (active ones advance on their own):"]
     lines += [f"  {status}: {', '.join(ids)}" for status, ids in seeded_ids_by_status().items()]
+    lines += finishing_lines()
     stopping = ", ".join(STOP_DELAYS)
     lines.append(f"  {stopping}: a cancel answers in_progress; cancelled {STOP_DELAY_SECONDS:g} s later")
     return "\n".join(lines)
