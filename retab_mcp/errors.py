@@ -10,7 +10,7 @@ layer turns it into the envelope's `error` object. The agent decides from the co
 | configuration_error    | the server is not set up (no API key)       | no        |
 | unauthorized           | HTTP 401: key missing, wrong or revoked     | no        |
 | forbidden              | HTTP 403: key valid, not permitted          | no        |
-| not_found              | HTTP 404: no such run                       | no        |
+| not_found              | HTTP 404: no such run (or route: base URL)  | no        |
 | conflict               | HTTP 409: a race; re-read and retry         | yes       |
 | invalid_request        | HTTP 400, 422 and other 4xx                 | no        |
 | rate_limited           | HTTP 429                                    | yes       |
@@ -149,13 +149,28 @@ def upstream_failure(
     subject: str,
     request_id: str | None,
     retry_after_seconds: float | None,
+    base_url: str = "",
 ) -> CallFailed:
     """The failure for a non-2xx response: a server-written message plus the parsed `detail`.
 
-    `verb` and `subject` say what was asked ("cancel", "edit 'edt_1'"), for the message.
+    `verb` and `subject` say what was asked ("cancel", "edit 'edt_1'"), for the message;
+    `base_url` where it was asked (display_url: no credentials), for a 404 that is no answer
+    about a run.
     """
     code = code_for_status(status)
     detail = parse_detail(body)
+    if code is ErrorCode.NOT_FOUND and (verb == "list" or not _names_a_run(body)):
+        # A list has no id to be wrong, and a 404 that is not Retab's "not found" body (an HTML
+        # page, an empty body, a framework's route 404) says the route is not there: the base URL.
+        return CallFailed(
+            code,
+            f"{base_url or 'The Retab API'} has no such endpoint (HTTP 404 to the request to {verb} {subject}): "
+            "this is not the Retab API, or not at this path.",
+            http_status=status,
+            request_id=request_id,
+            hint="Tell the user RETAB_API_BASE_URL may be wrong (unset, it is https://api.retab.com; a trailing /v1 "
+            "is ignored): the id was not checked. Retrying will not help.",
+        )
     message = _STATUS_MESSAGES[code].format(verb=verb, subject=subject) + f" (HTTP {status})."
     if detail:
         message += f" Retab said: {detail}"
@@ -167,6 +182,16 @@ def upstream_failure(
         retry_after_seconds=retry_after_seconds,
         detail=detail,
     )
+
+
+# What web frameworks answer for a route they do not have (Starlette, FastAPI): not Retab's words.
+_ROUTE_NOT_FOUND: Final = frozenset({"Not Found", "404 Not Found", "404 page not found"})
+
+
+def _names_a_run(body: bytes | bytearray) -> bool:
+    """Whether a 404's body is Retab's JSON about a missing run, not a page or a route's 404."""
+    detail = parse_detail(body)
+    return detail is not None and detail not in _ROUTE_NOT_FOUND
 
 
 def parse_detail(body: bytes | bytearray) -> str | None:
