@@ -2,9 +2,11 @@
 
 It runs with the same environment the server would get (run it from the client's `env`, or
 export the same variables), prints one line per check and a fix under each failure, and exits
-non-zero when a check fails. It never prints the key: only its kind and length. Its report is
-meant to be pasted into support requests, so every line is redacted as results are
-(redaction.py), and Retab's request id is shown only when it is short and plain.
+non-zero when a check fails. `--sandbox` runs the same checks against the embedded sandbox,
+started on a loopback port for the purpose, as `retab-mcp --sandbox` would use it. It never
+prints the key: only its kind and length. Its report is meant to be pasted into support
+requests, so every line is redacted as results are (redaction.py), and Retab's request id is
+shown only when it is short and plain.
 
 Every check and its fixes are listed in `CHECKS`, which the troubleshooting section of
 docs/clients.md is tested against.
@@ -306,12 +308,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Check the Python and MCP SDK versions, the settings, the API key and that Retab accepts it, "
         "with the environment this command runs in. Exits 1 when a check fails."
     )
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run the same checks against the embedded Retab sandbox (started on a loopback port), as "
+        "`retab-mcp --sandbox` would use it: no key, no network",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     print(f"retab-mcp {__version__} doctor")
+    if not args.sandbox:
+        return _report(check_all())
+    from retab_mcp.sandbox import SANDBOX_API_KEY, serve_in_thread
+
+    with serve_in_thread() as sandbox:
+        print(f"Against the embedded Retab sandbox at {sandbox.base_url} with its key, not Retab:")
+        # The server's own settings, with the sandbox's URL and key in place of Retab's.
+        env = {**os.environ, KEY_VAR: SANDBOX_API_KEY, "RETAB_API_BASE_URL": sandbox.base_url}
+        return _report(check_all(env))
+
+
+def _report(results: Iterator[Result]) -> int:
     failed = 0
-    for result in check_all():
+    for result in results:
         print(f"  {result.status:<5} {result.title}: {result.detail}")
         if result.fix and result.status in ("FAIL", "warn"):
             print(f"        fix: {result.fix}")

@@ -134,3 +134,19 @@ def test_basic_auth_in_the_base_url_is_not_printed(base_url: str) -> None:
 )
 def test_version_specifiers(version: str, spec: str, ok: bool) -> None:
     assert doctor.satisfies(version, spec) is ok
+
+
+def test_doctor_with_sandbox_checks_against_the_embedded_sandbox_and_says_so() -> None:
+    """Whatever the environment holds (a wrong key, an unreachable Retab), `--sandbox` checks
+    the sandbox as `retab-mcp --sandbox` would use it."""
+    done = subprocess.run(
+        [*SERVER_COMMAND, "doctor", "--sandbox"],
+        env=clean_env(RETAB_API_KEY="rt_live_revoked_0000", RETAB_API_BASE_URL="http://127.0.0.1:9"),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout
+    assert done.stderr == ""
+    assert "Against the embedded Retab sandbox at http://127.0.0.1:" in done.stdout
+    run = Run(done.returncode, done.stdout)
+    assert (run.status("reachable"), run.status("auth")) == ("ok", "ok")
+    assert "rt_live_revoked_0000" not in done.stdout
