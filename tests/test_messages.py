@@ -172,6 +172,27 @@ def test_the_inspector_is_refused_a_wrong_auth_token_and_served_the_right_one(sa
     assert sandbox.sandbox.recorded() == []  # tools/list sends nothing upstream
 
 
+@pytest.mark.skipif(shutil.which("npx") is None, reason="npx (Node.js) is not installed")
+def test_the_inspector_shows_the_servers_words_for_a_missing_callers_key(sandbox: RunningSandbox) -> None:
+    """Caller's-key mode without a key: no 401 for the Inspector to take for OAuth; the tool call
+    answers, and the Inspector prints the envelope saying how to send the key (docs/clients.md)."""
+    with http_server_on_port_0(RETAB_API_BASE_URL=sandbox.base_url) as server:
+        done = subprocess.run(
+            [
+                npm_command(INSPECTOR, "mcp-inspector"), "--cli", server.url, "--transport", "http",
+                "--method", "tools/call", "--tool-name", "get_edit", "--tool-args-json", '{"edit_id":"edt_01G34H8J2K"}',
+            ],
+            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=tool_env(),
+        )  # fmt: skip
+    # 5: the Inspector's exit code for a tool result with isError, which it prints whole.
+    assert done.returncode == 5, done.stderr
+    error = json.loads(done.stdout)["structuredContent"]["error"]
+    assert error["code"] == "configuration_error"
+    assert "`Authorization: Bearer <key>` (or `Api-Key: <key>`)" in error["hint"]
+    assert "OAuth" not in done.stderr
+    assert sandbox.sandbox.recorded() == []
+
+
 async def test_a_failure_summary_ends_each_sentence_before_the_next_step(agent: Agent) -> None:
     # Retab's 404 detail ("blueprint not found: edt_...") has no full stop of its own.
     result, envelope = await agent.call("cancel_blueprint", {"blueprint_id": "edt_01G34H8J2K"})
