@@ -4,7 +4,8 @@ It is how a newcomer runs the server with no key and no network (`retab-mcp --sa
 anything else can be pointed at (`retab-mcp sandbox --port N`, then `RETAB_API_BASE_URL`), and
 the backend of the tests, always over a real loopback socket. It follows
 `shared/reference/retab-api.md`: the wire format, both auth headers, runs in every lifecycle
-state that advance over time, idempotent cancel (some runs stop only seconds after it), reads and
+state that advance over time (and, of each kind, one that completes and one that fails 3 s after
+its first read, so that a wait ends), idempotent cancel (some runs stop only seconds after it), reads and
 lists with their query parameters on routes derived from the run table (retab_mcp/endpoints.py),
 the API's 404 and 422 bodies, and programmable faults.
 
