@@ -8,8 +8,10 @@
     retab-mcp config CLIENT [--write]             a client's config entry (clients.py)
     retab-mcp doctor                              setup checks, each with a fix (doctor.py)
 
-Flags win over environment variables (config.ENV_VARS). A bad setting exits with status 2 and
-one line on stderr naming it; nothing is ever printed on stdout by the MCP server.
+Flags win over environment variables (config.ENV_VARS). A bad setting, or an address that
+cannot be listened on (listen.py), exits with status 2 and one line on stderr naming it; the
+HTTP flags given to the stdio server are named in a one-line warning (desktop configs that carry
+them keep working). Nothing is ever printed on stdout by the MCP server.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ class _Parser(argparse.ArgumentParser):
         # The sandbox's seeded runs, listed only when help is asked for: the list lives with the
         # sandbox, which nothing else on the start-up path imports.
         if self.prog == "retab-mcp" and self.epilog is None:
-            from retab_mcp.sandbox.state import seeded_ids_by_status
+            from retab_mcp.sandbox.state import finishing_lines, seeded_ids_by_status
 
-            rows = "\n".join(f"  {status}: {', '.join(ids)}" for status, ids in seeded_ids_by_status().items())
+            rows = "\n".join(
+                [f"  {status}: {', '.join(ids)}" for status, ids in seeded_ids_by_status().items()] + finishing_lines()
+            )
             self.epilog = f"The sandbox (--sandbox, or the sandbox command) has these runs:\n{rows}"
         return super().format_help()
 
@@ -57,7 +61,9 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser.add_argument(
         "--sandbox",
         action="store_true",
-        help="serve an embedded Retab sandbox in this process and use it (no key, no network)",
+        help="serve an embedded Retab sandbox in this process and use it (no key, no network); its runs are "
+        "listed below: fbp_completes01 and edt_completes01 complete, fbp_fails01 and edt_fails01 fail, 3 s after "
+        "their first read (try get_blueprint with wait_seconds)",
     )
     parser.add_argument(
         "--log-level",
@@ -104,7 +110,13 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     http.add_argument("--allowed-origins", help="extra accepted Origin values, comma-separated")
     http.add_argument("--workers", help="stateless HTTP: processes serving the port, one per core to use (default 1)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sandbox = commands.add_parser("sandbox", help="serve the Retab sandbox alone on loopback")
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="serve the Retab sandbox alone on loopback",
+        description="Serve the Retab sandbox alone on loopback; its URL is printed on stdout, its seeded runs on "
+        "stderr (also in `retab-mcp --help`). Runs fbp_completes01 and edt_completes01 complete, fbp_fails01 and "
+        "edt_fails01 fail, 3 s after their first read; so do <prefix>completes01 and <prefix>fails01 of every kind.",
+    )
     sandbox.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     # Setup helpers: each registers its own options and `run`. Its module is imported only when its
@@ -138,10 +150,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logs.configure(settings.log_level, secrets=[settings.api_key, settings.auth_token])
 
+    from retab_mcp.listen import StartError  # a busy port: one line, status 2, as a bad setting
+
     if args.command == "sandbox":
         from retab_mcp.sandbox import serve
 
-        serve(host=args.host, port=args.port)
+        try:
+            serve(host=args.host, port=args.port)
+        except StartError as exc:
+            print(f"retab-mcp: {exc}", file=sys.stderr)
+            return 2
         return 0
 
     from retab_mcp.server import RetabMCPServer
@@ -158,7 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.transport == "http":
         from retab_mcp.http import serve as serve_http
 
-        serve_http(server, settings)
+        try:
+            serve_http(server, settings)
+        except StartError as exc:
+            print(f"retab-mcp: {exc}", file=sys.stderr)
+            return 2
     else:
         from retab_mcp import stdio
 
@@ -168,9 +190,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+# The flags of the HTTP transport, by their attribute on the parsed arguments.
+_HTTP_FLAGS: Final = {
+    "host": "--host",
+    "port": "--port",
+    "http_path": "--path",
+    "stateful": "--stateful",
+    "allowed_hosts": "--allowed-hosts",
+    "allowed_origins": "--allowed-origins",
+}
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     """The environment's settings, with the flags given on the command line on top."""
-    settings = Settings.from_env()
+    settings = Settings.from_env(warn=True)
     flags = {
         "log_level": parse_log_level(args.log_level) if args.log_level else None,
         "read_only": args.read_only,
@@ -188,7 +221,14 @@ def _settings(args: argparse.Namespace) -> Settings:
         "allowed_origins": split_list(args.allowed_origins) if args.allowed_origins else None,
         "workers": parse_workers(args.workers) if args.workers is not None else None,
     }
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be from 0 to 65535 (got {args.port})")
     settings = replace(settings, **{name: value for name, value in flags.items() if value is not None})
+    if settings.transport == "stdio" and args.command is None:
+        # Kept working (desktop configs carry them), but said: they change nothing here.
+        ignored = ", ".join(flag for name, flag in _HTTP_FLAGS.items() if getattr(args, name) is not None)
+        if ignored:
+            print(f"retab-mcp: warning: {ignored}: for --transport http only; stdio ignores them", file=sys.stderr)
     if settings.transport == "http":
         settings.check_http_exposure()
     settings.check_tasks()

@@ -333,6 +333,7 @@ class RetabClient:
             subject=subject,
             request_id=request_id,
             retry_after_seconds=parse_retry_after(response.headers.get("retry-after")),
+            base_url=display_url(self._settings.base_url),
         )
 
     def _backoff(self, attempt: int) -> float:

@@ -9,6 +9,7 @@ variable, instead of failing later on the first tool call.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -125,6 +126,40 @@ UNUSED_AUTH_WARNING: Final = (
 )
 
 
+# What a key copied with its surroundings carries: the server takes the key out of them.
+_QUOTES: Final = ('"', "'", "`")
+# What no key holds, but a placeholder or an example does ("YOUR_RETAB_API_KEY", "<key>", "rt_live_...").
+_PLACEHOLDER: Final = re.compile(r"YOUR_|<|>|\.\.\.|…|\s", re.IGNORECASE)
+KEY_FIX: Final = (
+    "put a Retab API key (from the Retab dashboard, rt_live_... or rt_test_...) in RETAB_API_KEY, in the "
+    "\"env\" block of this server's entry in your MCP client's configuration, and restart the server"
+)
+
+
+def parse_api_key(raw: str | None, *, warn: bool = False) -> tuple[str | None, str | None]:
+    """RETAB_API_KEY as (key, problem): the key with one pair of quotes and a leading `Bearer `
+    taken off (and, if `warn`, one line on stderr saying so, never the key); or no key and why,
+    when it is clearly not one (a placeholder, an example, a malformed value). Never the value
+    in the problem."""
+    value = (raw or "").strip()
+    taken = []
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in _QUOTES:
+        value = value[1:-1].strip()
+        taken.append("the quotes around it")
+    if value[:7].lower() == "bearer ":
+        value = value[7:].strip()
+        taken.append("its leading `Bearer `")
+    if taken and warn:
+        print(f"retab-mcp: warning: RETAB_API_KEY: took off {' and '.join(taken)}; the rest is used", file=sys.stderr)
+    if not value:
+        return None, None
+    if _PLACEHOLDER.search(value):
+        return None, f"RETAB_API_KEY is not a key but a placeholder or an example (the value is not shown): {KEY_FIX}"
+    if not well_formed(value):
+        return None, f"RETAB_API_KEY must be {KEY_RULE} (the value is not shown): {KEY_FIX}"
+    return value, None
+
+
 class ConfigError(ValueError):
     """A setting has a value the server cannot run with; the message names the variable."""
 
@@ -132,6 +167,9 @@ class ConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Settings:
     api_key: str | None = field(default=None, repr=False)
+    # Why RETAB_API_KEY gives no key although it is set (parse_api_key); served like a missing
+    # key on stdio, each call answering this; refused at start-up over HTTP.
+    key_problem: str | None = None
     base_url: str = DEFAULT_BASE_URL
     call_timeout: float = 30.0
     max_attempts: int = 4
@@ -170,7 +208,9 @@ class Settings:
         return bool(self.api_key) or self.sandbox
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, warn: bool = False) -> Settings:
+        """The settings `environ` (default: this process's) gives; `warn`: say on stderr what was
+        taken off the key (the server's start, not doctor's report)."""
         env = os.environ if environ is None else environ
         defaults = {var.name: var.default for var in ENV_VARS}
 
@@ -178,8 +218,10 @@ class Settings:
             value = env.get(name, "").strip()
             return value or defaults[name]
 
+        api_key, key_problem = parse_api_key(env.get("RETAB_API_KEY"), warn=warn)
         return cls(
-            api_key=_token("RETAB_API_KEY", get("RETAB_API_KEY")),
+            api_key=api_key,
+            key_problem=key_problem,
             base_url=normalize_base_url(get("RETAB_API_BASE_URL") or DEFAULT_BASE_URL),
             call_timeout=_number("RETAB_MCP_CALL_TIMEOUT", get("RETAB_MCP_CALL_TIMEOUT"), float, 0.1, 3600),
             max_attempts=_number("RETAB_MCP_MAX_ATTEMPTS", get("RETAB_MCP_MAX_ATTEMPTS"), int, 1, 10),
@@ -208,7 +250,11 @@ class Settings:
 
     def check_http_exposure(self) -> None:
         """Refuse to be an open relay: a server key served beyond loopback needs an auth token.
-        Warn (stderr) of an auth token that guards nothing: an operator who set one expects it to."""
+        Warn (stderr) of an auth token that guards nothing: an operator who set one expects it to.
+        A RETAB_API_KEY that is set but no key is refused: serving each caller's own key instead
+        is not what the operator meant."""
+        if self.key_problem and not self.sandbox:
+            raise ConfigError(self.key_problem)
         if self.uses_server_key and not self.auth_token and self.host not in LOOPBACK_HOSTS:
             raise ConfigError(
                 f"refusing to serve on {self.host} with a server-side Retab key and no RETAB_MCP_AUTH_TOKEN: "

@@ -2,9 +2,11 @@
 
 It runs with the same environment the server would get (run it from the client's `env`, or
 export the same variables), prints one line per check and a fix under each failure, and exits
-non-zero when a check fails. It never prints the key: only its kind and length. Its report is
-meant to be pasted into support requests, so every line is redacted as results are
-(redaction.py), and Retab's request id is shown only when it is short and plain.
+non-zero when a check fails. `--sandbox` runs the same checks against the embedded sandbox,
+started on a loopback port for the purpose, as `retab-mcp --sandbox` would use it. It never
+prints the key: only its kind and length. Its report is meant to be pasted into support
+requests, so every line is redacted as results are (redaction.py), and Retab's request id is
+shown only when it is short and plain.
 
 Every check and its fixes are listed in `CHECKS`, which the troubleshooting section of
 docs/clients.md is tested against.
@@ -24,7 +26,7 @@ from typing import Final, Literal
 
 from retab_mcp import __version__
 from retab_mcp.clients import KEY_PLACEHOLDER, KEY_VAR
-from retab_mcp.config import DEFAULT_BASE_URL, ENV_VARS, ConfigError, Settings, display_url
+from retab_mcp.config import DEFAULT_BASE_URL, ENV_VARS, ConfigError, Settings, display_url, parse_api_key
 from retab_mcp.errors import request_id_from
 from retab_mcp.redaction import Redactor
 
@@ -57,7 +59,10 @@ FIX_KEY_MISSING: Final = (
     "shell's environment to servers. `retab-mcp config CLIENT --api-key-env --write` does it for you."
 )
 FIX_KEY_PLACEHOLDER: Final = f"Replace {KEY_PLACEHOLDER} in the client's config with your Retab API key."
-FIX_KEY_QUOTED: Final = "Remove the quotes and spaces around the key: the JSON string itself is the key."
+FIX_KEY_QUOTED: Final = (
+    "Remove the quotes or `Bearer ` around the key (the server takes them off, with a warning): the JSON string "
+    "itself is the key."
+)
 FIX_KEY_PREFIX: Final = (
     "Retab keys start with rt_live_ or rt_test_: check that you copied an API key from the Retab dashboard."
 )
@@ -115,14 +120,16 @@ def _checks(env: Mapping[str, str]) -> Iterator[Result]:
         yield Result("settings", "FAIL", str(exc), FIX_SETTINGS)
     else:
         yield Result("settings", "ok", _describe_settings(settings, env))
-    # Read the way Settings reads it, so a bad unrelated setting does not hide a key problem.
-    key = settings.api_key if settings else env.get(KEY_VAR, "").strip() or None
-    if not key:
+    # The value as set, for the key's own checks (a bad unrelated setting does not hide a key
+    # problem); the key the server would send (quotes and `Bearer ` taken off), for the read.
+    raw = env.get(KEY_VAR, "").strip() or None
+    key, problem = parse_api_key(raw)
+    if not raw:
         yield Result("key", "FAIL", f"{KEY_VAR} is not set (or empty) in this environment.", FIX_KEY_MISSING)
         yield Result("key-shape", "skip", "no key")
     else:
-        yield Result("key", "ok", f"{KEY_VAR} is set ({_describe_key(key)}).")
-        yield _key_shape(key)
+        yield Result("key", "ok", f"{KEY_VAR} is set ({_describe_key(raw)}).")
+        yield _key_shape(raw, problem)
     if settings is None:
         yield Result("reachable", "skip", "the settings are invalid")
         yield Result("auth", "skip", "the settings are invalid")
@@ -132,7 +139,7 @@ def _checks(env: Mapping[str, str]) -> Iterator[Result]:
     if reachable.status != "ok":
         yield Result("auth", "skip", "Retab is not reachable")
     elif not key:
-        yield Result("auth", "skip", "no key")
+        yield Result("auth", "skip", "no key" if not problem else "no key the server would send")
     else:
         yield _authenticated_read(settings.base_url, key)
 
@@ -225,13 +232,16 @@ def _describe_key(key: str) -> str:
     return f"{kind}... key, {len(key)} characters" if kind else f"{len(key)} characters"
 
 
-def _key_shape(key: str) -> Result:
+def _key_shape(key: str, problem: str | None) -> Result:
     if key == KEY_PLACEHOLDER:
         return Result(
             "key-shape", "FAIL", f"{KEY_VAR} is still the placeholder {KEY_PLACEHOLDER}.", FIX_KEY_PLACEHOLDER
         )
+    if problem:
+        return Result("key-shape", "FAIL", "the value is a placeholder or an example, not a key.", FIX_KEY_PLACEHOLDER)
     if re.search(r"[\s\"'`]", key):
-        return Result("key-shape", "FAIL", "the key contains quotes or spaces.", FIX_KEY_QUOTED)
+        # The server takes one pair of quotes and a leading `Bearer ` off, with a warning.
+        return Result("key-shape", "warn", "the key has quotes or `Bearer ` around it.", FIX_KEY_QUOTED)
     if not key.startswith(KEY_PREFIXES):
         # A warning: a new kind of key may still work, and the authenticated read will tell.
         return Result("key-shape", "warn", "the key does not start like a Retab key.", FIX_KEY_PREFIX)
@@ -298,12 +308,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Check the Python and MCP SDK versions, the settings, the API key and that Retab accepts it, "
         "with the environment this command runs in. Exits 1 when a check fails."
     )
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run the same checks against the embedded Retab sandbox (started on a loopback port), as "
+        "`retab-mcp --sandbox` would use it: no key, no network",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     print(f"retab-mcp {__version__} doctor")
+    if not args.sandbox:
+        return _report(check_all())
+    from retab_mcp.sandbox import SANDBOX_API_KEY, serve_in_thread
+
+    with serve_in_thread() as sandbox:
+        print(f"Against the embedded Retab sandbox at {sandbox.base_url} with its key, not Retab:")
+        # The server's own settings, with the sandbox's URL and key in place of Retab's.
+        env = {**os.environ, KEY_VAR: SANDBOX_API_KEY, "RETAB_API_BASE_URL": sandbox.base_url}
+        return _report(check_all(env))
+
+
+def _report(results: Iterator[Result]) -> int:
     failed = 0
-    for result in check_all():
+    for result in results:
         print(f"  {result.status:<5} {result.title}: {result.detail}")
         if result.fix and result.status in ("FAIL", "warn"):
             print(f"        fix: {result.fix}")

@@ -10,7 +10,7 @@ layer turns it into the envelope's `error` object. The agent decides from the co
 | configuration_error    | the server is not set up (no API key)       | no        |
 | unauthorized           | HTTP 401: key missing, wrong or revoked     | no        |
 | forbidden              | HTTP 403: key valid, not permitted          | no        |
-| not_found              | HTTP 404: no such run                       | no        |
+| not_found              | HTTP 404: no such run (or route: base URL)  | no        |
 | conflict               | HTTP 409: a race; re-read and retry         | yes       |
 | invalid_request        | HTTP 400, 422 and other 4xx                 | no        |
 | rate_limited           | HTTP 429                                    | yes       |
@@ -99,6 +99,8 @@ class CallFailed(Exception):
     # A bounded, one-line rendering of the API's own `detail`, when it sent a parsable one.
     detail: str | None = None
     attempts: int = 0
+    # What to do next, where the code's general hint does not fit this failure.
+    hint: str | None = None
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -148,16 +150,39 @@ def upstream_failure(
     subject: str,
     request_id: str | None,
     retry_after_seconds: float | None,
+    base_url: str = "",
 ) -> CallFailed:
     """The failure for a non-2xx response: a server-written message plus the parsed `detail`.
 
-    `verb` and `subject` say what was asked ("cancel", "edit 'edt_1'"), for the message.
+    `verb` and `subject` say what was asked ("cancel", "edit 'edt_1'"), for the message;
+    `base_url` where it was asked (display_url: no credentials), for a 404 that is no answer
+    about a run.
     """
     code = code_for_status(status)
     detail = parse_detail(body)
+    if code is ErrorCode.NOT_FOUND and (verb == "list" or detail is None):
+        # A list has no id to be wrong, and a 404 that is not Retab's JSON (an HTML page, an empty
+        # body) says the route is not there: the base URL.
+        return CallFailed(
+            code,
+            f"{base_url or 'The Retab API'} has no such endpoint (HTTP 404 to the request to {verb} {subject}): "
+            "this is not the Retab API, or not at this path.",
+            http_status=status,
+            request_id=request_id,
+            hint="Tell the user RETAB_API_BASE_URL may be wrong (unset, it is https://api.retab.com; a trailing /v1 "
+            "is ignored): the id was not checked. Retrying will not help.",
+        )
     message = _STATUS_MESSAGES[code].format(verb=verb, subject=subject) + f" (HTTP {status})."
     if detail:
         message += f" Retab said: {detail}"
+    hint = None
+    if code is ErrorCode.NOT_FOUND and detail in _ROUTE_NOT_FOUND:
+        # A framework's words for a route it does not have, which Retab's "Not found" for a run
+        # resembles: the id, or the base URL.
+        hint = (
+            "Check the id: it must be the exact id Retab returned when the run was created. If ids Retab "
+            "returned get this too, tell the user RETAB_API_BASE_URL may be wrong. Retrying will not help."
+        )
     return CallFailed(
         code,
         message,
@@ -165,7 +190,12 @@ def upstream_failure(
         request_id=request_id,
         retry_after_seconds=retry_after_seconds,
         detail=detail,
+        hint=hint,
     )
+
+
+# What web frameworks answer for a route they do not have (Starlette, FastAPI): not Retab's words.
+_ROUTE_NOT_FOUND: Final = frozenset({"Not Found", "404 Not Found", "404 page not found"})
 
 
 def parse_detail(body: bytes | bytearray) -> str | None:

@@ -13,7 +13,10 @@ from retab_mcp.errors import CallFailed, ErrorCode
 
 
 def hint_for(failure: CallFailed, endpoint: Endpoint, run_id: str) -> str:
-    """What the agent should do next after `failure` of a call to `endpoint` for `run_id`."""
+    """What the agent should do next after `failure` of a call to `endpoint` for `run_id`: the
+    failure's own hint where it has one, else the code's."""
+    if failure.hint:
+        return failure.hint
     tool = endpoint.tool
     read = tool_for("read", endpoint.kind)
     check = (

@@ -8,6 +8,9 @@ Decisions, and why:
 - Whose key: with no `RETAB_API_KEY` on the server, each request brings the caller's Retab key
   (`Authorization: Bearer` or `Api-Key`), used for that request's upstream calls only; the tool
   reads it from that request's own headers, so keys cannot cross between concurrent requests.
+  A request without one is served (initialize, tools/list, ping send nothing upstream); its
+  tool calls and resource reads answer how to send a key. Not a 401: clients take a 401 with a
+  challenge for a cue to start OAuth, and show that failure instead of the server's message.
   With a server key, callers must present `RETAB_MCP_AUTH_TOKEN` instead, and serving beyond
   loopback without one is refused at start-up (config.check_http_exposure): no open relay. A
   token set without a server key guards nothing: start-up says so.
@@ -23,10 +26,12 @@ Decisions, and why:
   probes are exempt). The front reads each MCP request's body itself (64 KiB at most), so a
   client that leaves mid-body costs nothing but its socket, and a stateless call whose client
   leaves is cancelled (the SDK does not watch for it there).
+- Stateless: `GET` (a client asking for an SSE stream) is answered 405 with `Allow: POST`.
 - `--stateful` sessions are capped (`RETAB_MCP_MAX_SESSIONS`) and expire after 10 idle minutes.
-  In caller's-key mode they open only for a key Retab accepts, one key holds at most a tenth of
-  them, and a session answers only the key that opened it (404 to another, as the SDK answers
-  an unknown session: a session id found elsewhere discloses nothing). See `_Sessions`.
+  In caller's-key mode they open only for a key Retab accepts (or for no key, all such
+  sessions counted as one caller's), one key holds at most a tenth of them, and a session
+  answers only the key that opened it (404 to another, as the SDK answers an unknown session:
+  a session id found elsewhere discloses nothing). See `_Sessions`.
 """
 
 from __future__ import annotations
@@ -154,6 +159,11 @@ class Front:
         if self.sessions is not None:
             # The SDK binds a session to the `user` that opened it, and answers another one 404.
             scope["user"] = self.sessions.owner(key)
+        if scope["method"] == "GET" and self.gated:
+            # Stateless: there is no SSE stream to offer, and the spec's answer is 405 (the SDK's
+            # own waits for the client to go away).
+            await Response(status_code=405, headers={"Allow": "POST"})(scope, receive, send)
+            return
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
@@ -222,12 +232,10 @@ class Front:
 
     def _refusal(self, headers: Headers) -> Response | None:
         if not self.server_key:
-            if caller_key(headers) is not None:
-                return None
-            return _unauthorized(
-                "missing_key",
-                "Send your Retab API key with every request, as `Authorization: Bearer <key>` or `Api-Key: <key>`.",
-            )
+            # No 401 for a missing key: clients read one as a cue to start OAuth, and show its
+            # failure, never this server's words. Nothing goes upstream without a key, and a tool
+            # call or a resource read answers how to send one (server.api_key_for).
+            return None
         if self.token is None:  # a server key on loopback only (checked at start-up)
             return None
         presented = bearer_token(headers)
@@ -374,7 +382,9 @@ class _Sessions:
     async def refusal(self, key: str, opens: bool) -> Response | None:
         """Why a request that may open a session (`opens`) or needs none is refused, or None."""
         fingerprint = _fingerprint(key)
-        verdict = self._known(fingerprint)
+        # No key: nothing to ask Retab; its sessions count as one caller's, and answer every
+        # tool call with how to send a key.
+        verdict = self._known(fingerprint) if key else True
         if verdict is None:
             checking = self._checking.get(fingerprint)
             if checking is None:
@@ -521,16 +531,17 @@ class _DrainingServer(uvicorn.Server):
       signal (exit 143). Orchestrators ask for a stop with SIGTERM and expect a clean exit.
     """
 
-    def __init__(self, config: uvicorn.Config, server: RetabMCPServer, settings: Settings) -> None:
+    def __init__(self, config: uvicorn.Config, server: RetabMCPServer, settings: Settings, announce: bool) -> None:
         super().__init__(config)
         self._mcp = server
         self.settings = settings
+        self.announce = announce
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         # Listening: say where, and whose key it spends, at every log level. A worker of --workers
-        # (given its socket) leaves that to the parent, which says it once for all of them.
-        if self.started and sockets is None:
+        # leaves that to the parent, which says it once for all of them.
+        if self.started and self.announce:
             ports = [s.getsockname()[1] for server in self.servers for s in server.sockets]
             print(start_line(self.settings, ports[0] if ports else self.settings.port), file=sys.stderr, flush=True)
 
@@ -587,5 +598,10 @@ def uvicorn_config(server: RetabMCPServer, settings: Settings) -> uvicorn.Config
 
 
 def serve(server: RetabMCPServer, settings: Settings, sock: socket.socket | None = None) -> None:
-    """Serve until SIGTERM; on `sock` when given (a worker of --workers), else on host and port."""
-    _DrainingServer(uvicorn_config(server, settings), server, settings).run(sockets=[sock] if sock else None)
+    """Serve until SIGTERM; on `sock` when given (a worker of --workers), else on host and port,
+    taken first (listen.StartError: a busy port is one line, not uvicorn's traceback)."""
+    from retab_mcp import listen
+
+    announce = sock is None
+    with sock or listen.reserve(settings.host, settings.port) as listening:
+        _DrainingServer(uvicorn_config(server, settings), server, settings, announce).run(sockets=[listening])

@@ -49,14 +49,8 @@ def caller_key(headers: Mapping[str, str] | None) -> str | None:
     return bearer_token(headers) or headers.get("api-key", "").strip() or None
 
 
-def call_key(server_key: str | None, headers: Mapping[str, str] | None) -> str:
-    """The key a call sends to Retab: the server's, else the caller's; `CallFailed` if neither."""
+def call_key(server_key: str | None, headers: Mapping[str, str] | None) -> str | None:
+    """The key a call sends to Retab: the server's, else the caller's; None if neither."""
     # A server key wins: then the caller's Authorization header carries the server's auth token,
     # which must never be sent to Retab.
-    key = server_key or caller_key(headers)
-    if not key:
-        raise CallFailed(
-            ErrorCode.CONFIGURATION_ERROR,
-            "No Retab API key: RETAB_API_KEY is not set in this server's environment. Nothing was sent.",
-        )
-    return key
+    return server_key or caller_key(headers)

@@ -50,7 +50,8 @@ NOT_SECRETS: Final = frozenset({"YOUR_RETAB_API_KEY"})
 # A Retab key's public prefixes, matched anywhere in a token, in any case.
 KEY_PREFIXES: Final = ("rt_live_", "rt_test_", "sk_retab")
 _KEY_SHAPES: Final = re.compile(
-    r"(?i)(bearer\s+|api-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+"
+    # A value in angle brackets ("Bearer <key>") is a placeholder in the server's own words: no key holds `<`.
+    r"(?i)(bearer\s+|api-key[\"']?\s*[:=]\s*[\"']?)(?!<)[^\s\"',;]+"
     # A prefix with a key's character after it: the bare prefix, as in "rt_live_...", is public.
     r"|(?:rt_(?:test|live)|sk_retab)_[A-Za-z0-9_-]"
 )

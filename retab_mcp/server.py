@@ -75,7 +75,7 @@ from retab_mcp._version import __version__
 from retab_mcp.actions import Progress, Upstream, max_wait_seconds, perform
 from retab_mcp.admission import Gate, cut_short, handed_slot
 from retab_mcp.client import RetabClient, run_path
-from retab_mcp.config import Settings
+from retab_mcp.config import KEY_FIX, Settings
 from retab_mcp.endpoints import BY_TOOL, EDIT, ENDPOINTS, RUN_ID_PATTERN, Endpoint, select
 from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, run_subject
 from retab_mcp.hints import hint_for
@@ -152,6 +152,8 @@ async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
             # Never the user's real key: the sandbox records what it is sent.
             sandbox = stack.enter_context(serve_in_thread())
             settings = replace(settings, base_url=sandbox.base_url, api_key=SANDBOX_API_KEY)
+        elif settings.key_problem and settings.transport == "stdio":
+            logger.warning("%s. Until then every call answers configuration_error.", settings.key_problem)
         elif not settings.api_key and settings.transport == "stdio":
             logger.warning(
                 "RETAB_API_KEY is not set: the tools are listed, but every call will answer "
@@ -284,7 +286,7 @@ async def call(
     secrets = [state.settings.api_key, state.settings.auth_token]
     upstream = None
     try:
-        api_key = call_key(state.settings.api_key, ctx.headers if ctx else None)
+        api_key = api_key_for(state.settings, ctx.headers if ctx else None)
         secrets.append(api_key)
         # Over stateless HTTP the front already admitted the call and hands its slot over.
         async with state.gate.admitted(began, handed_slot()) as slot:
@@ -362,7 +364,7 @@ async def filled_document(edit_id: str, ctx: Context[AppState, Any]) -> tuple[st
     edit = run_subject("edit", edit_id)
     began, deadline = anyio.current_time(), state.client.deadline()
     try:
-        api_key = call_key(state.settings.api_key, ctx.headers)
+        api_key = api_key_for(state.settings, ctx.headers)
         async with state.reads.admitted(began) as slot:
             upstream = Upstream(state.client, api_key, deadline)
             with slot.scope:
@@ -434,6 +436,36 @@ def _redacting(report: Progress, redactor: Redactor) -> Progress:
 
 async def _no_progress(progress: float, total: float | None, message: str | None) -> None:
     """Where there is no request context (a direct call), there is no one to report to."""
+
+
+NO_CALLER_KEY_HINT: Final = (
+    "Ask the user to add their Retab API key to this server's entry in the MCP client's configuration, as "
+    "the HTTP header `Authorization: Bearer <key>` (or `Api-Key: <key>`), then reconnect; docs/clients.md "
+    "of retab-mcp shows where each client takes it. Retrying will not help."
+)
+
+
+def api_key_for(settings: Settings, headers: Mapping[str, str] | None) -> str:
+    """The key a call sends to Retab (keys.call_key), or `CallFailed` saying how to give one."""
+    key = call_key(settings.api_key, headers)
+    if not key and settings.transport == "http":
+        raise CallFailed(
+            ErrorCode.CONFIGURATION_ERROR,
+            "No Retab API key came with this request: this server uses each caller's own key. Nothing was sent.",
+            hint=NO_CALLER_KEY_HINT,
+        )
+    if not key and settings.key_problem:
+        raise CallFailed(
+            ErrorCode.CONFIGURATION_ERROR,
+            f"{settings.key_problem}. Nothing was sent.",
+            hint="Ask the user to " + KEY_FIX + "; retrying will not help.",
+        )
+    if not key:
+        raise CallFailed(
+            ErrorCode.CONFIGURATION_ERROR,
+            "No Retab API key: RETAB_API_KEY is not set in this server's environment. Nothing was sent.",
+        )
+    return key
 
 
 def _build_tool(endpoint: Endpoint, max_wait: int, output_schema: dict[str, Any]) -> Tool:

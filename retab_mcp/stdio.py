@@ -22,8 +22,10 @@ What this transport adds, each a promise of the README:
   the calls in flight are cancelled, as when the host goes away.
 - stdout carries protocol only: while serving, fd 1 points at stderr and fd 0 at /dev/null (as
   the SDK does), and the wire is served from private duplicates of both.
-- A stdin or stdout that is not a pipe, socket or terminal (a regular file: `< calls.jsonl`)
-  is served through worker threads instead, with the same behaviour.
+- A stdin or stdout that is not a pipe, socket or terminal (a regular file: `< calls.jsonl`, or
+  /dev/null under nohup, systemd or `docker run` without -i: epoll refuses it) is served through
+  worker threads instead, with the same behaviour. A closed stdin, stdout or stderr is opened on
+  /dev/null first: a closed stdin is an empty input, served until its end at once (exit 0).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import json
 import logging
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Final
@@ -73,6 +76,7 @@ _CLOSE_SECONDS: Final = 5.0
 
 def run(server: MCPServer[Any], drain_seconds: float) -> None:
     """Serve `server` over this process's stdin and stdout until end of input or SIGINT."""
+    _open_closed_std()
     try:
         anyio.run(serve, server, drain_seconds)
     except KeyboardInterrupt:
@@ -92,6 +96,19 @@ async def serve(server: MCPServer[Any], drain_seconds: float) -> None:
         finally:
             reader.close()
             await output.close()
+
+
+def _open_closed_std() -> None:
+    """/dev/null on whichever of fd 0, 1 and 2 is closed, before anything else takes its number:
+    the event loop's own descriptor, opened as fd 0, was then replaced by `_claimed_descriptors`."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if opened != fd:  # the lowest free number is this one, unless another thread took it
+                os.dup2(opened, fd)
+                os.close(opened)
 
 
 @contextlib.contextmanager
@@ -136,6 +153,13 @@ def _dup_above_std(fd: int) -> int:
 _NO_PIPE_TRANSPORT: Final = (ValueError, OSError, NotImplementedError)
 
 
+def _pollable(fd: int) -> bool:
+    """A pipe, socket or terminal: what the event loop can watch. asyncio takes any character
+    device, but epoll refuses /dev/null, and only once the loop runs (a traceback, then a hang)."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+
+
 class _Input:
     """Chunks of stdin: from an asyncio pipe transport, or a worker thread (b"" at the end)."""
 
@@ -149,6 +173,8 @@ class _Input:
         file = os.fdopen(fd, "rb", buffering=0)
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=_CHUNK, loop=loop)
+        if not _pollable(fd):
+            return cls(file, None)
         try:
             transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), file)
         except _NO_PIPE_TRANSPORT:
@@ -186,6 +212,9 @@ class _Output(asyncio.Protocol):
     async def open(cls, fd: int) -> _Output:
         output = cls()
         file = os.fdopen(fd, "wb", buffering=0)
+        if not _pollable(fd):
+            output._file = file
+            return output
         try:
             await asyncio.get_running_loop().connect_write_pipe(lambda: output, file)
         except _NO_PIPE_TRANSPORT:

@@ -62,7 +62,7 @@ from retab_mcp.models import is_terminal
 from retab_mcp.redaction import Redactor
 from retab_mcp.results import Waited, failed, redacted, succeeded
 from retab_mcp.sealing import KeyRing, fingerprint
-from retab_mcp.server import AppState, call_log
+from retab_mcp.server import AppState, api_key_for, call_log
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def request_headers(ctx: ServerRequestContext[Any, Any]) -> Mapping[str, str] | 
 def key_binding(ctx: ServerRequestContext[Any, Any]) -> str | None:
     """The Retab key this request's calls would use (the server's, else the caller's), as a digest."""
     settings: Settings = ctx.lifespan_context.settings
-    key = settings.api_key or caller_key(request_headers(ctx))
+    key = call_key(settings.api_key, request_headers(ctx))
     return fingerprint("retab key " + key) if key else None
 
 
@@ -296,7 +296,7 @@ class Tasks(Extension):
         """One request about the task's run, admitted and inside its hard stop like a tool call."""
         state: AppState = ctx.lifespan_context
         began, deadline = anyio.current_time(), state.client.deadline()
-        api_key = call_key(state.settings.api_key, request_headers(ctx))
+        api_key = api_key_for(state.settings, request_headers(ctx))
         subject = run_subject(task.endpoint.kind.noun, task.run_id)
         async with state.gate.admitted(began) as slot:
             upstream = Upstream(state.client, api_key, deadline, idle=slot.idle)

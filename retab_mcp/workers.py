@@ -7,7 +7,7 @@ admission gate, drain), forked once the settings are checked and the tools are b
 How: every worker listens on its own socket bound to the same address with SO_REUSEPORT, so the
 kernel spreads new connections over the workers (by connection, not by request: one keep-alive
 client stays on one worker). The parent binds the address first, without SO_REUSEPORT and
-without listening: that bind fails if anything already listens there (a plain server, or another
+without listening (listen.py): that bind fails if anything already listens there (a plain server, or another
 group of workers, which the workers' SO_REUSEPORT would otherwise join silently), it holds the
 port while the workers bind theirs, and it settles the port when `--port 0` asks for any. Its
 SO_REUSEADDR lets it through the TIME_WAIT connections a stopped server leaves behind. Two groups
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
 import logging
 import os
 import select
@@ -50,7 +49,9 @@ from collections.abc import Callable
 from types import FrameType
 from typing import NoReturn
 
+from retab_mcp import listen
 from retab_mcp.config import Settings
+from retab_mcp.listen import StartError
 from retab_mcp.server import RetabMCPServer
 
 logger = logging.getLogger(__name__)
@@ -64,22 +65,18 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
 
 
-class StartError(Exception):
-    """The address cannot be listened on: one line for stderr."""
-
-
 def serve(server: RetabMCPServer, settings: Settings) -> int:
     """Serve with `settings.workers` processes until they all exit; the exit status of the server."""
     if not hasattr(socket, "SO_REUSEPORT") or not hasattr(os, "fork"):
         print("retab-mcp: RETAB_MCP_WORKERS (--workers) above 1 needs SO_REUSEPORT and fork", file=sys.stderr)
         return 2
     try:
-        family, address = _address(settings.host, settings.port)
-        reserved = _reserve(family, address, settings.host)
+        reserved = listen.reserve(settings.host, settings.port)
     except StartError as exc:
         print(f"retab-mcp: {exc}", file=sys.stderr)
         return 2
     parent = os.getpid()
+    family = socket.AddressFamily(reserved.family)
     with reserved:
         address = reserved.getsockname()
 
@@ -95,43 +92,6 @@ def serve(server: RetabMCPServer, settings: Settings) -> int:
         return _Supervisor(worker).run(settings.workers, started)
 
 
-def _address(host: str, port: int) -> tuple[socket.AddressFamily, tuple[str, int]]:
-    try:
-        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    except (socket.gaierror, UnicodeError) as exc:
-        reason = exc.strerror if isinstance(exc, socket.gaierror) else "not a host name"
-        raise StartError(f"RETAB_MCP_HOST (--host) {host!r} is not an address to listen on: {reason}") from None
-    return family, (str(address[0]), int(address[1]))
-
-
-def _reserve(family: socket.AddressFamily, address: tuple[str, int], host: str) -> socket.socket:
-    """The parent's socket on the address; StartError where something already listens there."""
-    try:
-        return _socket(family, address, reuseport=False)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise StartError(
-                f"port {address[1]} on {host} is already in use; stop what serves it, or choose another "
-                "RETAB_MCP_PORT (--port)"
-            ) from None
-        raise StartError(f"cannot listen on {host} port {address[1]}: {exc.strerror or exc}") from None
-
-
-def _socket(family: socket.AddressFamily, address: tuple[str, int], *, reuseport: bool) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuseport:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind(address)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 def _serve_worker(
     server: RetabMCPServer, settings: Settings, family: socket.AddressFamily, address: tuple[str, int], parent: int
 ) -> NoReturn:
@@ -141,7 +101,7 @@ def _serve_worker(
         _die_with_parent(parent)
         from retab_mcp.http import serve as serve_http
 
-        with _socket(family, address, reuseport=True) as sock:
+        with listen.bound(family, address, reuseport=True) as sock:
             sock.listen(LISTEN_BACKLOG)
             serve_http(server, settings, sock)
         status = 0

@@ -62,12 +62,12 @@ def test_a_missing_key_fails_and_names_the_fix(base_url: str) -> None:
     [
         ("rt_live_0123456789abcdef", {"auth"}, [doctor.FIX_KEY_REJECTED]),
         (FORBIDDEN_API_KEY, {"auth"}, [doctor.FIX_KEY_FORBIDDEN]),
-        (KEY_PLACEHOLDER, {"key-shape", "auth"}, [doctor.FIX_KEY_PLACEHOLDER, doctor.FIX_KEY_REJECTED]),
-        # Quotes are no part of any key: the server refuses to start with one, before any read.
-        (f'"{SANDBOX_API_KEY}"', {"key-shape", "settings"}, [doctor.FIX_KEY_QUOTED, doctor.FIX_SETTINGS]),
+        # Never sent: the server refuses it before any read, and so does doctor.
+        (KEY_PLACEHOLDER, {"key-shape"}, [doctor.FIX_KEY_PLACEHOLDER]),
+        ("<your key>", {"key-shape"}, [doctor.FIX_KEY_PLACEHOLDER]),
         ("0123456789abcdef", {"auth"}, [doctor.FIX_KEY_PREFIX, doctor.FIX_KEY_REJECTED]),
     ],
-    ids=["rejected", "forbidden", "placeholder", "quoted", "not-a-retab-key"],
+    ids=["rejected", "forbidden", "placeholder", "example", "not-a-retab-key"],
 )
 def test_a_wrong_key_fails_names_the_fix_and_is_never_printed(
     base_url: str, key: str, failing: set[str], fixes: list[str]
@@ -80,6 +80,16 @@ def test_a_wrong_key_fails_names_the_fix_and_is_never_printed(
     if key != KEY_PLACEHOLDER:  # the placeholder is no secret, and naming it is the point
         # Not the key, nor any part of it past the prefix that names its kind.
         assert key.strip('"').removeprefix("rt_test_").removeprefix("rt_live_") not in run.output
+
+
+@pytest.mark.parametrize("key", [f'"{SANDBOX_API_KEY}"', f"Bearer {SANDBOX_API_KEY}"])
+def test_a_quoted_key_warns_and_the_key_inside_is_read_with(base_url: str, key: str) -> None:
+    """The server takes the quotes (or `Bearer `) off: doctor warns, and reads with what is left."""
+    run = run_doctor(RETAB_API_KEY=key, RETAB_API_BASE_URL=base_url)
+    assert run.code == 0, run.output
+    assert run.status("key-shape") == "warn"
+    assert f"fix: {doctor.FIX_KEY_QUOTED}" in run.output
+    assert run.status("auth") == "ok"
 
 
 def test_an_unreachable_base_url_fails_and_skips_the_read() -> None:
@@ -124,3 +134,19 @@ def test_basic_auth_in_the_base_url_is_not_printed(base_url: str) -> None:
 )
 def test_version_specifiers(version: str, spec: str, ok: bool) -> None:
     assert doctor.satisfies(version, spec) is ok
+
+
+def test_doctor_with_sandbox_checks_against_the_embedded_sandbox_and_says_so() -> None:
+    """Whatever the environment holds (a wrong key, an unreachable Retab), `--sandbox` checks
+    the sandbox as `retab-mcp --sandbox` would use it."""
+    done = subprocess.run(
+        [*SERVER_COMMAND, "doctor", "--sandbox"],
+        env=clean_env(RETAB_API_KEY="rt_live_revoked_0000", RETAB_API_BASE_URL="http://127.0.0.1:9"),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout
+    assert done.stderr == ""
+    assert "Against the embedded Retab sandbox at http://127.0.0.1:" in done.stdout
+    run = Run(done.returncode, done.stdout)
+    assert (run.status("reachable"), run.status("auth")) == ("ok", "ok")
+    assert "rt_live_revoked_0000" not in done.stdout

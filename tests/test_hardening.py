@@ -144,9 +144,11 @@ async def test_a_malformed_caller_key_is_unauthorized_and_never_forwarded(
     assert "Traceback" not in server.stderr
 
 
-def test_a_malformed_server_key_stops_start_up_without_showing_it() -> None:
+def test_a_malformed_server_key_stops_an_http_start_up_without_showing_it() -> None:
+    """Over HTTP a set RETAB_API_KEY that is no key is refused: serving each caller's own key
+    instead is not what the operator meant. (On stdio it is served like a missing key: test_stdio.)"""
     done = subprocess.run(
-        [sys.executable, "-m", "retab_mcp"],
+        [sys.executable, "-m", "retab_mcp", "--transport", "http", "--port", "0"],
         env={**clean_env(), "RETAB_API_KEY": "rt_live_bad key\u00e9"},
         capture_output=True,
         text=True,
@@ -154,7 +156,7 @@ def test_a_malformed_server_key_stops_start_up_without_showing_it() -> None:
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 2
-    assert "RETAB_API_KEY must be" in done.stderr
+    assert "RETAB_API_KEY is not a key" in done.stderr
     assert "bad key" not in done.stderr
 
 

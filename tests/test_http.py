@@ -251,23 +251,82 @@ async def test_consecutive_calls_alternating_between_two_processes_all_succeed(
 # -- the auth matrix --------------------------------------------------------------------------------
 
 
+NO_KEY = [{}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer"}]
+NO_KEY_IDS = ["no-key", "wrong-scheme", "empty-bearer"]
+
+
 @pytest.mark.parametrize(
-    ("headers", "status"),
-    [
-        ({}, 401),
-        ({"Authorization": "Basic dXNlcjpwYXNz"}, 401),
-        ({"Authorization": "Bearer"}, 401),
-        ({"Authorization": f"Bearer {KEY_A}"}, 200),
-        ({"Api-Key": KEY_A}, 200),
-    ],
-    ids=["no-key", "wrong-scheme", "empty-bearer", "bearer", "api-key"],
+    "headers",
+    [*NO_KEY, {"Authorization": f"Bearer {KEY_A}"}, {"Api-Key": KEY_A}],
+    ids=[*NO_KEY_IDS, "bearer", "api-key"],
 )
-def test_callers_key_mode(caller_key_server: HttpServer, headers: dict[str, str], status: int) -> None:
+def test_callers_key_mode_lists_the_tools_with_or_without_a_key(
+    caller_key_server: HttpServer, sandbox: RunningSandbox, headers: dict[str, str]
+) -> None:
+    """No 401 for a missing key: clients answer one by starting OAuth, and show its failure
+    ("Interactive OAuth requires a TTY") instead of the server's words. Listing sends nothing."""
     response = httpx.post(caller_key_server.mcp, json=jsonrpc("tools/list"), headers={**LEGACY_HEADERS, **headers})
-    assert response.status_code == status
-    if status == 401:
-        assert response.headers["www-authenticate"].startswith("Bearer")
-        assert "Authorization: Bearer <key>" in response.json()["message"]
+    assert response.status_code == 200
+    assert "www-authenticate" not in response.headers
+    assert "get_edit" in {tool["name"] for tool in response.json()["result"]["tools"]}
+    assert sandbox.sandbox.recorded() == []
+
+
+@pytest.mark.parametrize("headers", NO_KEY, ids=NO_KEY_IDS)
+def test_a_call_without_a_key_answers_how_to_send_one(
+    caller_key_server: HttpServer, sandbox: RunningSandbox, headers: dict[str, str]
+) -> None:
+    call = jsonrpc("tools/call", {"name": "get_edit", "arguments": {"edit_id": "edt_01G34H8J2K"}})
+    response = httpx.post(caller_key_server.mcp, json=call, headers={**LEGACY_HEADERS, **headers})
+    assert response.status_code == 200
+    result = response.json()["result"]
+    assert result["isError"] is True
+    error = result["structuredContent"]["error"]
+    assert error["code"] == "configuration_error"
+    assert "No Retab API key came with this request" in error["message"]
+    # The server's own words, whole: the placeholders are not mistaken for keys and masked.
+    assert "`Authorization: Bearer <key>` (or `Api-Key: <key>`)" in error["hint"]
+    assert "docs/clients.md" in error["hint"]
+    read = jsonrpc("resources/read", {"uri": "retab://edits/edt_completed01/filled_document"})
+    answer = httpx.post(caller_key_server.mcp, json=read, headers={**LEGACY_HEADERS, **headers}).json()
+    assert "No Retab API key came with this request" in answer["error"]["message"]
+    assert "Authorization: Bearer <key>" in answer["error"]["message"]
+    assert sandbox.sandbox.recorded() == []
+
+
+@pytest.mark.parametrize("version", [None, "2025-11-25", "2026-07-28"])
+def test_get_on_the_stateless_endpoint_is_405_at_once(caller_key_server: HttpServer, version: str | None) -> None:
+    """No SSE stream to offer: the spec's 405 with `Allow: POST`, not a request left hanging."""
+    headers = {"Accept": "text/event-stream", "Api-Key": KEY_A} | ({"MCP-Protocol-Version": version} if version else {})
+    response = httpx.get(caller_key_server.mcp, headers=headers, timeout=5)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
+def test_stateful_without_a_key_opens_a_session_whose_calls_say_how_to_send_one(sandbox: RunningSandbox) -> None:
+    initialize = jsonrpc(
+        "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
+    )
+    call = jsonrpc("tools/call", {"name": "get_edit", "arguments": {"edit_id": "edt_running01"}})
+    with http_server("--stateful", RETAB_API_BASE_URL=sandbox.base_url) as server:
+        opened = httpx.post(server.mcp, json=initialize, headers=LEGACY_HEADERS)
+        session = {**LEGACY_HEADERS, "Mcp-Session-Id": opened.headers["mcp-session-id"]}
+        answered = httpx.post(server.mcp, json=call, headers=session)
+        # A made-up key still opens no session, and the keyless session is not that key's.
+        made_up = httpx.post(server.mcp, json=initialize, headers={**LEGACY_HEADERS, "Api-Key": "rt_live_made_up"})
+        borrowed = httpx.post(server.mcp, json=call, headers={**session, "Api-Key": KEY_A})
+    assert opened.status_code == 200
+    event = next(line for line in answered.text.splitlines() if line.startswith("data:"))
+    error = json.loads(event.removeprefix("data:"))["result"]["structuredContent"]["error"]
+    assert error["code"] == "configuration_error"
+    assert "Authorization: Bearer <key>" in error["hint"]
+    assert made_up.status_code == 401
+    assert made_up.json()["error"] == "invalid_key"
+    assert borrowed.status_code == 404
+    # Only the made-up key was checked with Retab: the keyless session cost no upstream request.
+    assert [(r.path, r.key_fingerprint) for r in sandbox.sandbox.recorded()] == [
+        ("/v1/edits", fingerprint("rt_live_made_up"))
+    ]
 
 
 @pytest.mark.parametrize(

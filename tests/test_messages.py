@@ -170,6 +170,27 @@ def test_the_inspector_is_refused_a_wrong_auth_token_and_served_the_right_one(sa
     assert sandbox.sandbox.recorded() == []  # tools/list sends nothing upstream
 
 
+@pytest.mark.skipif(shutil.which("npx") is None, reason="npx (Node.js) is not installed")
+def test_the_inspector_shows_the_servers_words_for_a_missing_callers_key(sandbox: RunningSandbox) -> None:
+    """Caller's-key mode without a key: no 401 for the Inspector to take for OAuth; the tool call
+    answers, and the Inspector prints the envelope saying how to send the key (docs/clients.md)."""
+    with http_server_on_port_0(RETAB_API_BASE_URL=sandbox.base_url) as server:
+        done = subprocess.run(
+            [
+                npm_command(INSPECTOR, "mcp-inspector"), "--cli", server.url, "--transport", "http",
+                "--method", "tools/call", "--tool-name", "get_edit", "--tool-args-json", '{"edit_id":"edt_01G34H8J2K"}',
+            ],
+            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=tool_env(),
+        )  # fmt: skip
+    # 5: the Inspector's exit code for a tool result with isError, which it prints whole.
+    assert done.returncode == 5, done.stderr
+    error = json.loads(done.stdout)["structuredContent"]["error"]
+    assert error["code"] == "configuration_error"
+    assert "`Authorization: Bearer <key>` (or `Api-Key: <key>`)" in error["hint"]
+    assert "OAuth" not in done.stderr
+    assert sandbox.sandbox.recorded() == []
+
+
 async def test_a_failure_summary_ends_each_sentence_before_the_next_step(agent: Agent) -> None:
     # Retab's 404 detail ("blueprint not found: edt_...") has no full stop of its own.
     result, envelope = await agent.call("cancel_blueprint", {"blueprint_id": "edt_01G34H8J2K"})
@@ -210,3 +231,59 @@ async def test_include_output_says_what_each_kind_of_run_returns(agent: Agent) -
             assert "filled" not in description
         else:
             assert "filled PDF" in description
+
+
+# -- start-up mistakes: one line each --------------------------------------------------------------
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port something listens on."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("command", "setting"),
+    [
+        (["--transport", "http"], "RETAB_MCP_PORT (--port)"),
+        (["sandbox"], "--port"),
+        (["--sandbox", "--transport", "http"], "RETAB_MCP_PORT (--port)"),
+    ],
+    ids=["http", "sandbox", "http-with-sandbox"],
+)
+def test_a_busy_port_is_one_line_and_status_2(busy_port: int, command: list[str], setting: str) -> None:
+    done = subprocess.run(
+        [*SERVER_COMMAND, *command, "--port", str(busy_port)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, env=clean_env(),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"retab-mcp: port {busy_port} on 127.0.0.1 is already in use; stop what serves it, or choose another {setting}"
+    ]
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("command", [[], ["--transport", "http"], ["sandbox"]])
+def test_a_port_out_of_range_is_one_line_and_status_2(command: list[str]) -> None:
+    done = subprocess.run(
+        [*SERVER_COMMAND, *command, "--port", "70000"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, env=clean_env(),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["retab-mcp: --port must be from 0 to 65535 (got 70000)"]
+
+
+def test_http_flags_on_stdio_are_named_in_one_warning_and_serving_goes_on() -> None:
+    done = subprocess.run(
+        [*SERVER_COMMAND, "--sandbox", "--port", "9000", "--host", "0.0.0.0", "--stateful"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, env=clean_env(),
+    )  # fmt: skip
+    assert done.returncode == 0
+    assert done.stderr.splitlines() == [
+        "retab-mcp: warning: --host, --port, --stateful: for --transport http only; stdio ignores them"
+    ]

@@ -26,6 +26,7 @@ from retab_mcp.sandbox import (
     seeded_ids_by_status,
     serve_in_thread,
 )
+from retab_mcp.sandbox.state import FINISHING, finishing_lines
 from tests.support import SERVER_COMMAND, clean_env
 
 # Seeded oldest first, so this is the list in ascending order.
@@ -79,8 +80,8 @@ def moment(timestamp: str) -> datetime:
 def test_the_list_is_newest_first_ten_by_default(api: httpx.Client) -> None:
     page = get(api, "/v1/edits")
     assert ids(page) == EDIT_IDS[::-1][:10]
-    assert len(EDIT_IDS) == 10  # so all of them fit, and nothing follows
-    assert page["list_metadata"] == {"before": None, "after": None}
+    assert len(EDIT_IDS) == 12  # the two oldest (the finishing runs) follow
+    assert page["list_metadata"] == {"before": None, "after": EDIT_IDS[::-1][9]}
     created = [moment(item["created_at"]) for item in page["data"]]
     assert created == sorted(created, reverse=True)
     assert len(set(created)) == len(created)
@@ -100,7 +101,9 @@ def test_order_asc_is_oldest_first(api: httpx.Client) -> None:
 
 def test_the_status_filter_uses_the_current_status(api: httpx.Client, sandbox: RunningSandbox) -> None:
     running = get(api, "/v1/edits", status="in_progress")
-    assert ids(running) == ["edt_stopping01", "edt_minimal01", "edt_running01", "edt_01G34H8J2K"]
+    assert ids(running) == [
+        "edt_stopping01", "edt_minimal01", "edt_running01", "edt_01G34H8J2K", "edt_fails01", "edt_completes01"
+    ]  # fmt: skip
     assert {item["status"] for item in running["data"]} == {"in_progress"}
     assert ids(get(api, "/v1/edits", status="pending")) == ["edt_pending01"]
     sandbox.sandbox.advance(90)  # pending ones are queued by now, queued ones in progress
@@ -133,7 +136,7 @@ def test_after_walks_every_edit_once_and_before_walks_back(api: httpx.Client, or
         pages.append(get(api, "/v1/edits", limit=3, order=order, after=pages[-1]["list_metadata"]["after"]))
     walked = [run_id for page in pages for run_id in ids(page)]
     assert walked == (EDIT_IDS if order == "asc" else EDIT_IDS[::-1])
-    assert [len(page["data"]) for page in pages] == [3, 3, 3, 1]
+    assert [len(page["data"]) for page in pages] == [3, 3, 3, 3]
     assert pages[0]["list_metadata"]["before"] is None
     assert all(page["list_metadata"]["before"] == ids(page)[0] for page in pages[1:])
 
@@ -341,8 +344,11 @@ def test_seeded_ids_by_status_covers_every_seeded_run_once() -> None:
     by_status = seeded_ids_by_status()
     assert list(by_status) == ["pending", "queued", "in_progress", "completed", "failed", "cancelled"]
     assert sorted(run_id for run_ids in by_status.values() for run_id in run_ids) == sorted(
-        run_id for _, run_id, _ in SEEDED_RUNS
+        run_id for _, run_id, _ in SEEDED_RUNS if run_id not in FINISHING
     )
+    # The finishing runs apart, each named once, on the lines --help and the banner print.
+    named = " ".join(finishing_lines())
+    assert sorted(run_id for run_id in FINISHING if f" {run_id}" in named) == sorted(FINISHING)
     assert {"fbp_stopping01", "edt_stopping01"} <= set(by_status["in_progress"])
 
 
@@ -364,3 +370,5 @@ def test_the_sandbox_command_prints_its_url_then_the_seeded_ids() -> None:
     assert stdout == ""  # the URL alone, for scripts
     for status, run_ids in seeded_ids_by_status().items():
         assert f"  {status}: {', '.join(run_ids)}\n" in stderr
+    for line in finishing_lines():
+        assert f"{line}\n" in stderr

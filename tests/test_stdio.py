@@ -108,6 +108,46 @@ def test_missing_key_starts_lists_warns_once_and_sends_nothing(sandbox: RunningS
 
 
 @pytest.mark.parametrize(
+    "value",
+    ["YOUR_RETAB_API_KEY", "<your Retab key>", "rt_live_4f9a...", "rt_live_bad key\u00e9", "YOUR_KEY_HERE"],
+)
+def test_a_key_that_is_clearly_not_one_is_served_like_a_missing_key_and_never_sent(
+    sandbox: RunningSandbox, value: str
+) -> None:
+    """Like a missing key: the tools are listed, one warning names the fix, every call answers
+    configuration_error with the fix, and nothing reaches Retab; the value is never shown."""
+    server = StdioServer(env=server_env(RETAB_API_KEY=value, RETAB_API_BASE_URL=sandbox.base_url))
+    server.initialize()
+    assert "get_edit" in [t["name"] for t in server.request("tools/list")["result"]["tools"]]
+    error = server.call("get_edit", CALL)["result"]["structuredContent"]["error"]
+    assert error["code"] == "configuration_error"
+    assert "RETAB_API_KEY is not a key" in error["message"]
+    assert "Retab dashboard" in error["hint"]
+    assert "[redacted]" not in json.dumps(error)  # the server's own words, whole
+    stderr = server.close()
+    assert len([line for line in stderr.splitlines() if "RETAB_API_KEY" in line]) == 1
+    assert value not in stderr
+    assert sandbox.sandbox.recorded() == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['"rt_test_quoted_key"', "'rt_test_quoted_key'", "Bearer rt_test_quoted_key", '"Bearer rt_test_quoted_key"'],
+)
+def test_a_quoted_key_or_one_with_bearer_is_used_with_one_warning(sandbox: RunningSandbox, value: str) -> None:
+    server = StdioServer(env=server_env(RETAB_API_KEY=value, RETAB_API_BASE_URL=sandbox.base_url))
+    server.initialize()
+    result = server.call("get_edit", CALL)["result"]["structuredContent"]
+    assert result["status"] == "in_progress", result
+    stderr = server.close()
+    warnings = [line for line in stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1, stderr
+    assert "RETAB_API_KEY: took off" in warnings[0]
+    assert "rt_test_quoted_key" not in stderr
+    assert [r.key_fingerprint for r in sandbox.sandbox.recorded()] == [fingerprint("rt_test_quoted_key")]
+
+
+@pytest.mark.parametrize(
     ("name", "value"),
     [
         ("RETAB_MCP_MAX_ATTEMPTS", "many"),
@@ -276,6 +316,33 @@ def test_stdin_and_stdout_may_be_regular_files(sandbox: RunningSandbox, tmp_path
     assert by_id[None]["error"]["code"] == -32700
 
 
+@pytest.mark.parametrize("stdin", ["devnull", "closed", "empty file"])
+@pytest.mark.parametrize("stdout", ["pipe", "devnull"])
+def test_an_input_with_nothing_in_it_ends_at_once_with_at_most_one_line(
+    stdin: str, stdout: str, tmp_path: Path
+) -> None:
+    """nohup, systemd and `docker run` without -i give the server /dev/null (or nothing) as stdin:
+    the input ends at once, so the server exits 0, having said at most one line (no key set)."""
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    with empty.open("rb") as file:
+        done = subprocess.run(
+            [sys.executable, "-m", "retab_mcp"],
+            stdin={"devnull": subprocess.DEVNULL, "closed": None, "empty file": file}[stdin],
+            stdout=subprocess.DEVNULL if stdout == "devnull" else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=server_env(),
+            timeout=30,
+            # A closed stdin: the child closes its fd 0 just before it runs the server.
+            preexec_fn=(lambda: os.close(0)) if stdin == "closed" else None,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    assert (done.stdout or b"") == b""
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) <= 1, lines
+    assert "Traceback" not in done.stderr.decode()
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_progress_over_real_stdio_in_both_eras(sandbox: RunningSandbox, mode: str) -> None:
@@ -413,3 +480,23 @@ def test_a_client_that_stops_reading_does_not_swamp_the_server() -> None:
         if process.poll() is None:
             process.kill()
         process.wait()
+
+
+@pytest.mark.anyio
+async def test_a_wait_on_a_finishing_sandbox_run_ends_in_its_terminal_status() -> None:
+    """`retab-mcp --sandbox`, as a newcomer runs it, through the SDK's stdio client: the finishing
+    runs end a few seconds after their first read, so a wait ends in completed (or failed)."""
+    params = StdioServerParameters(command=sys.executable, args=["-m", "retab_mcp", "--sandbox"], env=server_env())
+    async with Client(params) as client:
+        first = await client.call_tool("get_blueprint", {"blueprint_id": "fbp_completes01"})
+        started = time.monotonic()
+        completed = await client.call_tool("get_blueprint", {"blueprint_id": "fbp_completes01", "wait_seconds": 20})
+        waited = time.monotonic() - started
+        failed = await client.call_tool("get_edit", {"edit_id": "edt_fails01", "wait_seconds": 20})
+    assert first.structured_content is not None
+    assert completed.structured_content is not None
+    assert failed.structured_content is not None
+    assert first.structured_content["status"] == "in_progress"
+    assert (completed.structured_content["status"], completed.structured_content["terminal"]) == ("completed", True)
+    assert 1.5 <= waited < 15  # 3 s after the first read, whatever the machine's load
+    assert (failed.structured_content["status"], failed.structured_content["terminal"]) == ("failed", True)

@@ -327,6 +327,43 @@ async def test_not_found_for_an_unknown_id_says_to_check_it(agent: Agent) -> Non
     assert "Check the id" in envelope["error"]["hint"]
 
 
+@pytest.mark.parametrize(
+    ("tool", "arguments"), [("get_edit", {"edit_id": "edt_running01"}), ("list_edits", {})], ids=["read", "list"]
+)
+async def test_a_wrong_base_url_path_says_so_not_check_the_id(
+    settings: Settings, sandbox: RunningSandbox, tool: str, arguments: dict[str, Any]
+) -> None:
+    """A base URL with a wrong path reaches a server without Retab's routes: its 404 is the
+    framework's ({"detail": "Not Found"}). A list has no id to blame; for a run, those words
+    resemble Retab's own "Not found", so the hint names both the id and the base URL."""
+    wrong = replace(settings, base_url=sandbox.base_url + "/retab")
+    async for agent in connect(RetabMCPServer(wrong), "auto"):
+        _, envelope = await agent.call(tool, arguments)
+    error = envelope["error"]
+    assert (error["code"], error["http_status"]) == ("not_found", 404)
+    assert "RETAB_API_BASE_URL may be wrong" in error["hint"]
+    if tool == "list_edits":
+        assert f"{sandbox.base_url}/retab has no such endpoint" in error["message"]
+        assert "Check the id" not in error["hint"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("<html><body><h1>404</h1></body></html>", "text/html"),
+        ("", "text/plain"),
+        ('{"error": "nope"}', "application/json"),
+    ],
+    ids=["html", "empty", "other-json"],
+)
+async def test_a_404_that_is_not_retabs_says_the_base_url_may_be_wrong(
+    agent: Agent, sandbox: RunningSandbox, body: str, content_type: str
+) -> None:
+    sandbox.sandbox.add_fault(Fault(status=404, body=body, content_type=content_type, match="/v1/edits/"))
+    _, envelope = await agent.call("get_edit", {"edit_id": "edt_running01"})
+    assert "RETAB_API_BASE_URL may be wrong" in envelope["error"]["hint"]
+
+
 async def test_unauthorized_says_the_key_is_wrong(settings: Settings) -> None:
     async for agent in connect(RetabMCPServer(replace(settings, api_key="rt_live_revoked")), "auto"):
         _, envelope = await agent.call("cancel_edit", {"edit_id": "edt_running01"})

@@ -4,7 +4,8 @@ It is how a newcomer runs the server with no key and no network (`retab-mcp --sa
 anything else can be pointed at (`retab-mcp sandbox --port N`, then `RETAB_API_BASE_URL`), and
 the backend of the tests, always over a real loopback socket. It follows
 `shared/reference/retab-api.md`: the wire format, both auth headers, runs in every lifecycle
-state that advance over time, idempotent cancel (some runs stop only seconds after it), reads and
+state that advance over time (and, of each kind, one that completes and one that fails 3 s after
+its first read, so that a wait ends), idempotent cancel (some runs stop only seconds after it), reads and
 lists with their query parameters on routes derived from the run table (retab_mcp/endpoints.py),
 the API's 404 and 422 bodies, and programmable faults.
 
@@ -15,7 +16,6 @@ gets 403, anything else 401. Nothing here is imported unless the sandbox is used
 from __future__ import annotations
 
 import contextlib
-import socket
 import sys
 import threading
 import time
@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from retab_mcp.listen import reserve
 from retab_mcp.sandbox.state import (
     FORBIDDEN_API_KEY,
     SANDBOX_API_KEY,
@@ -34,6 +35,7 @@ from retab_mcp.sandbox.state import (
     RecordedRequest,
     Sandbox,
     fingerprint,
+    finishing_lines,
     seeded_ids_by_status,
 )
 
@@ -87,11 +89,10 @@ def serve_in_thread(sandbox: Sandbox | None = None, host: str = "127.0.0.1", por
     sandbox request cannot stall the server) and out of its signal handling.
     """
     sandbox = sandbox or Sandbox()
-    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say so,
-    # and with it on, each response on a kept-alive connection waits ~40 ms for a delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    # TCP_NODELAY matters here: with Nagle on, each response on a kept-alive connection waits
+    # ~40 ms for a delayed ACK; listen.py's sockets let asyncio turn it off. A busy port is a
+    # listen.StartError.
+    sock = reserve(host, port, port_setting="--port")
     server = _server(sandbox)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="retab-sandbox", daemon=True)
     thread.start()
@@ -129,6 +130,7 @@ def _seeded_banner() -> str:
     """The seeded ids by status, one line each, so a newcomer knows what to try."""
     lines = ["Seeded runs (active ones advance on their own):"]
     lines += [f"  {status}: {', '.join(ids)}" for status, ids in seeded_ids_by_status().items()]
+    lines += finishing_lines()
     stopping = ", ".join(STOP_DELAYS)
     lines.append(f"  {stopping}: a cancel answers in_progress; cancelled {STOP_DELAY_SECONDS:g} s later")
     return "\n".join(lines)

@@ -81,6 +81,9 @@ class Run:
     stop_delay: float = 0.0
     # The cancel page shows a minimal body ({"id", "status", "error"}); some runs answer so.
     minimal: bool = False
+    # The schedule starts at the run's first read, not at the reset (FINISHING runs): until it is
+    # read, the run stays at its first status.
+    starts_on_read: bool = False
 
     def history(self, now: float) -> list[tuple[float, str]]:
         """The status changes that have happened by `now`, oldest first, as (moment, status).
@@ -90,6 +93,8 @@ class Run:
         """
         stop = None if self.cancelled_at is None else self.cancelled_at + self.stop_delay
         horizon = now if stop is None else min(now, stop)
+        if self.starts_on_read:
+            horizon = self.origin  # not read yet: its clock has not started
         happened = [(self.origin + after, status) for after, status in self.schedule if horizon - self.origin >= after]
         if not happened:
             happened = [(self.origin, self.schedule[0][1])]
@@ -200,6 +205,20 @@ SEEDED_RUNS += tuple(
     for kind, seed in KIND_SEEDS.items()
     for status in STATUSES
 )
+# Runs that finish on their own FINISH_SECONDS after their first read, one that completes and one
+# that fails of each kind: a newcomer's wait (`wait_seconds`) ends in a terminal status. Seeded
+# first, so the oldest: lists, newest first, show the other seeded runs as they were.
+FINISH_SECONDS: Final = 3.0
+FINISHING: Final[dict[str, str]] = {
+    f"{prefix}{verb}01": status
+    for prefix in ("fbp_", "edt_", *(seed.prefix for seed in KIND_SEEDS.values()))
+    for verb, status in (("completes", "completed"), ("fails", "failed"))
+}
+_KIND_BY_PREFIX: Final = {"fbp_": "blueprint", "edt_": "edit"} | {seed.prefix: key for key, seed in KIND_SEEDS.items()}
+SEEDED_RUNS = (
+    tuple((_KIND_BY_PREFIX[run_id[: run_id.index("_") + 1]], run_id, "in_progress") for run_id in FINISHING)
+    + SEEDED_RUNS
+)
 # Runs whose cancel is accepted (it answers in_progress) but takes effect only later.
 STOP_DELAYS: Final[dict[str, float]] = {"fbp_stopping01": STOP_DELAY_SECONDS, "edt_stopping01": STOP_DELAY_SECONDS}
 # Some variety for the list filters; every other edit is of w9_form.pdf, every blueprint of invoice.pdf.
@@ -212,11 +231,22 @@ _EDIT_TEMPLATES: Final[dict[str, str]] = {"edt_running01": "tpl_w9_2026", "edt_c
 
 
 def seeded_ids_by_status() -> dict[str, list[str]]:
-    """The seeded ids under the status each has at a reset, in lifecycle order (for docs and banners)."""
+    """The seeded ids under the status each has at a reset, in lifecycle order (for docs and
+    banners); the FINISHING runs apart, under `finishing_ids_by_status`."""
     by_status: dict[str, list[str]] = {status: [] for status in STATUSES}
     for _, run_id, status in SEEDED_RUNS:
-        by_status.setdefault(status, []).append(run_id)
+        if run_id not in FINISHING:
+            by_status.setdefault(status, []).append(run_id)
     return {status: ids for status, ids in by_status.items() if ids}
+
+
+def finishing_lines() -> list[str]:
+    """The FINISHING runs, one line per status they end in (for `--help` and the banner)."""
+    return [
+        f"  in_progress, {status} {FINISH_SECONDS:g} s after their first read: "
+        + ", ".join(run_id for run_id, ends in FINISHING.items() if ends == status)
+        for status in ("completed", "failed")
+    ]
 
 
 class Sandbox:
@@ -254,10 +284,13 @@ class Sandbox:
             now = self.now()
             self.runs = {}
             for index, (kind, run_id, status) in enumerate(SEEDED_RUNS):
+                finishes = FINISHING.get(run_id)
                 self.runs[(kind, run_id)] = Run(
                     kind,
                     run_id,
-                    schedule=_ACTIVE_SCHEDULES.get(status, [(0, status)]),
+                    schedule=[(0, status), (FINISH_SECONDS, finishes)]
+                    if finishes
+                    else _ACTIVE_SCHEDULES.get(status, [(0, status)]),
                     origin=now,  # the schedules count from the reset...
                     # ...but each was created a minute before the next, the first seeded the oldest.
                     created=now - 60 * (len(SEEDED_RUNS) - index),
@@ -265,6 +298,7 @@ class Sandbox:
                     template_id=_EDIT_TEMPLATES.get(run_id),
                     stop_delay=STOP_DELAYS.get(run_id, 0.0),
                     minimal=run_id == "edt_minimal01",
+                    starts_on_read=finishes is not None,
                 )
             self.faults = []
             self.requests = []
@@ -297,7 +331,12 @@ class Sandbox:
     def read(self, kind: Kind, run_id: str, *, include_output: bool = True) -> dict[str, Any] | None:
         with self._lock:
             run = self.runs.get((kind, run_id))
-            return None if run is None else self._render(run, include_output)
+            if run is None:
+                return None
+            if run.starts_on_read:  # its first read: its clock starts now
+                run.starts_on_read = False
+                run.origin = self.now()
+            return self._render(run, include_output)
 
     def cancel(self, kind: Kind, run_id: str) -> dict[str, Any] | None:
         """Idempotent, as the API documents: a terminal run comes back unchanged."""
