@@ -3,6 +3,7 @@
     retab-mcp [--sandbox] [--log-level LEVEL]     the MCP server over stdio
     retab-mcp [--toolsets all] [--read-only] [--tools a,b]   ... serving more or fewer tools
     retab-mcp --transport http [--host H] [--port N] [--stateful] ...   over Streamable HTTP
+    retab-mcp --transport http --auth oauth --public-url URL   ... users sign in (oauth.py)
     retab-mcp sandbox [--host H] [--port N]       the Retab sandbox alone, on loopback
     retab-mcp config CLIENT [--write]             a client's config entry (clients.py)
     retab-mcp doctor                              setup checks, each with a fix (doctor.py)
@@ -25,8 +26,10 @@ from retab_mcp.config import (
     LOG_LEVELS,
     ConfigError,
     Settings,
+    parse_auth,
     parse_http_path,
     parse_log_level,
+    parse_public_url,
     parse_workers,
     split_list,
 )
@@ -88,6 +91,13 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     http.add_argument("--allowed-hosts", help="extra accepted Host values, comma-separated (name:* for any port)")
     http.add_argument("--allowed-origins", help="extra accepted Origin values, comma-separated")
+    http.add_argument(
+        "--auth",
+        choices=("oauth", "key", "token"),
+        help="how callers sign in: oauth (users sign in with their Retab key), key (each sends their own), "
+        "token (the server's key, for RETAB_MCP_AUTH_TOKEN holders); RETAB_MCP_AUTH",
+    )
+    http.add_argument("--public-url", help="--auth oauth: the URL clients reach this server at (RETAB_MCP_PUBLIC_URL)")
     http.add_argument("--workers", help="stateless HTTP: processes serving the port, one per core to use (default 1)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     sandbox = commands.add_parser("sandbox", help="serve the Retab sandbox alone on loopback")
@@ -122,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from retab_mcp import logs
 
-    logs.configure(settings.log_level, secrets=[settings.api_key, settings.auth_token])
+    logs.configure(settings.log_level, secrets=[settings.api_key, settings.auth_token, *settings.secret_keys])
 
     if args.command == "sandbox":
         from retab_mcp.sandbox import serve
@@ -171,9 +181,12 @@ def _settings(args: argparse.Namespace) -> Settings:
         "allowed_hosts": split_list(args.allowed_hosts) if args.allowed_hosts else None,
         "allowed_origins": split_list(args.allowed_origins) if args.allowed_origins else None,
         "workers": parse_workers(args.workers) if args.workers is not None else None,
+        "auth": parse_auth(args.auth),
+        "public_url": parse_public_url(args.public_url),
     }
     settings = replace(settings, **{name: value for name, value in flags.items() if value is not None})
     if settings.transport == "http":
         settings.check_http_exposure()
     settings.check_workers()
+    settings.check_auth()
     return settings
