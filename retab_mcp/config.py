@@ -379,7 +379,8 @@ def parse_public_url(value: str | None) -> str | None:
         or "@" in parts.netloc
     ):
         raise ConfigError(
-            "RETAB_MCP_PUBLIC_URL (--public-url) must be https://host[:port], with no path (http only on loopback)"
+            "RETAB_MCP_PUBLIC_URL must be https://host[:port] (--public-url), with no path; http only on "
+            f"loopback (got {value!r})"
         )
     return url
 

@@ -43,6 +43,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Final
+from urllib.parse import urlsplit
 
 import anyio
 import h11
@@ -86,9 +87,11 @@ SESSION_SHARE: Final = 10
 
 def create_app(server: RetabMCPServer, settings: Settings) -> ASGIApp:
     """The ASGI app: the two probes, and the MCP endpoint behind the key gate."""
+    # The public URL's host is, by definition, a name clients reach this server by.
+    public_host = [urlsplit(settings.public_url).netloc] if settings.public_url else []
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=[*LOOPBACK_HOST_PATTERNS, *settings.allowed_hosts],
+        allowed_hosts=[*LOOPBACK_HOST_PATTERNS, *settings.allowed_hosts, *public_host],
         allowed_origins=[*LOOPBACK_ORIGIN_PATTERNS, *settings.allowed_origins],
     )
     app = server.streamable_http_app(

@@ -57,6 +57,11 @@ def test_every_variable_is_read() -> None:
         "RETAB_MCP_WORKERS": "3",
         "RETAB_MCP_MAX_IN_FLIGHT": "8",
         "RETAB_MCP_MAX_SESSIONS": "3",
+        "RETAB_MCP_AUTH": "OAuth",
+        "RETAB_MCP_SECRET_KEYS": "a" * 32 + ", " + "b" * 40,
+        "RETAB_MCP_PUBLIC_URL": "https://retab.example.com/",
+        "RETAB_MCP_OAUTH_ACCESS_TTL": "120",
+        "RETAB_MCP_OAUTH_REFRESH_TTL": "600",
     }
     assert {var.name for var in ENV_VARS} >= set(env)
     settings = Settings.from_env(env)
@@ -70,6 +75,9 @@ def test_every_variable_is_read() -> None:
     assert (settings.allowed_origins, settings.shutdown_grace) == (("https://a.example",), 5.0)
     assert settings.workers == 3
     assert (settings.max_in_flight, settings.max_sessions) == (8, 3)
+    assert (settings.auth, settings.secret_keys) == ("oauth", ("a" * 32, "b" * 40))
+    assert settings.public_url == "https://retab.example.com"
+    assert (settings.oauth_access_ttl, settings.oauth_refresh_ttl) == (120, 600)
     assert {var.name for var in ENV_VARS} == set(env)  # every variable is exercised here
 
 
@@ -98,6 +106,10 @@ BAD_VALUES = {
     "RETAB_MCP_STATEFUL": "2",
     "RETAB_MCP_SHUTDOWN_GRACE": "-1",
     "RETAB_MCP_WORKERS": "many",
+    "RETAB_MCP_AUTH": "password",
+    "RETAB_MCP_PUBLIC_URL": "http://retab.example.com",
+    "RETAB_MCP_OAUTH_ACCESS_TTL": "0",
+    "RETAB_MCP_OAUTH_REFRESH_TTL": "forever",
 }
 FREE_TEXT = {
     "RETAB_API_KEY",
@@ -107,6 +119,7 @@ FREE_TEXT = {
     "RETAB_MCP_AUTH_TOKEN",
     "RETAB_MCP_ALLOWED_HOSTS",
     "RETAB_MCP_ALLOWED_ORIGINS",
+    "RETAB_MCP_SECRET_KEYS",  # secret: a short one is refused without being shown (test_oauth_config.py)
 }
 
 
