@@ -69,8 +69,8 @@ After you sign in you will be sent back to <strong>{escape(host)}</strong>.</p>
 <label for="retab_api_key">Retab API key</label>
 <input type="password" id="retab_api_key" name="retab_api_key" required autocomplete="off" spellcheck="false"
  autocapitalize="off"{described}>
-<p class="hint" id="key-hint">Find it at retab.com, in Settings, API keys. It is checked with Retab once, then kept
-only inside the tokens given to {escape(form.client_name)}, sealed: this server stores nothing.</p>
+<p class="hint" id="key-hint">Your key from the Retab dashboard (it starts with rt_). It is checked with Retab
+once, then kept only inside the tokens given to {escape(form.client_name)}, sealed: this server stores nothing.</p>
 <fieldset><legend>What may {escape(form.client_name)} do?</legend>
 {cancel_choice}
 <div class="choice"><input type="radio" id="scope-read" name="scope" value="read"{read_checked}>

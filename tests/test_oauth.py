@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
+import json
 import os
 import re
 import secrets
@@ -18,6 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from html import unescape
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -32,12 +35,13 @@ from pydantic import AnyUrl
 
 from retab_mcp.sandbox import RunningSandbox, fingerprint
 from retab_mcp.sealing import KeyRing
+from tests.browser import browser_script
 
 ALICE = "rt_test_alice_7Hq2x9Lm"
 BOB = "rt_test_bob_3Zp8w1Kd"
 RING = "oauth-test-secret-0123456789abcdef-ring-one"
 OTHER_RING = "oauth-test-secret-fedcba9876543210-ring-two"
-CALLBACK = "http://127.0.0.1:9/callback"
+CALLBACK = "http://127.0.0.1:53682/callback"
 READ_ONLY_HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
 
 
@@ -291,7 +295,7 @@ def test_the_page_shows_who_asks_and_where_the_user_goes_back_and_cannot_be_fram
     assert page.status_code == 200
     assert "&lt;b&gt;Evil&lt;/b&gt; &amp; co" in page.text
     assert "<b>Evil</b>" not in page.text
-    assert "127.0.0.1:9" in page.text
+    assert "127.0.0.1:53682" in page.text
     assert 'name="retab_api_key"' in page.text
     assert "<script" not in page.text
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
@@ -324,7 +328,11 @@ def test_a_form_posted_from_another_browser_is_refused(server: Running) -> None:
 
 def test_an_unregistered_redirect_uri_is_shown_on_the_page_never_followed(server: Running) -> None:
     client_id = register(server)["client_id"]
-    for other in ("https://attacker.example/callback", "http://127.0.0.1:9/elsewhere", "http://127.0.0.2:9/callback"):
+    for other in (
+        "https://attacker.example/callback",
+        "http://127.0.0.1:53682/elsewhere",
+        "http://127.0.0.2:9/callback",
+    ):
         answer = httpx.get(authorize_url(server, client_id, pkce()[1], redirect_uri=other))
         assert answer.status_code == 400, other
         assert "location" not in answer.headers
@@ -552,3 +560,77 @@ def test_hostile_bytes_never_get_a_500(server: Running) -> None:
             assert "error=" in answer.headers["location"]
             assert "code=" not in answer.headers["location"]
     assert "Traceback" not in server.stderr
+
+
+# -- a real browser ----------------------------------------------------------------------------
+
+SIGN_IN_IN_CHROMIUM = """
+const { chromium } = require('playwright-core');
+const [url, key, screenshot, callback] = process.argv.slice(-4);
+(async () => {
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, headless: true,
+                                          args: ['--no-sandbox', '--headless=new'] });
+  const page = await browser.newPage({ viewport: { width: 720, height: 760 } });
+  const opened = await page.goto(url);
+  await page.screenshot({ path: screenshot, fullPage: true });
+  const title = await page.title();
+  // Found by their accessible names: the label is tied to the input, the choices to theirs.
+  await page.getByLabel('Retab API key').fill(key);
+  await page.getByLabel('Read only: see runs, never stop one').check();
+  await Promise.all([page.waitForURL(callback + '**'), page.getByRole('button', { name: 'Sign in' }).click()]);
+  console.log(JSON.stringify({ status: opened.status(), title, landed: page.url() }));
+  await browser.close();
+})().catch((error) => { console.error(error); process.exit(1); });
+"""
+
+
+@contextmanager
+def app_callback() -> Iterator[str]:
+    """A loopback listener standing for the app's redirect URI; its URL."""
+
+    class Callback(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"back in the app")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    listener = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Callback)
+    thread = threading.Thread(target=listener.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.server_address[1]}/callback"
+    finally:
+        listener.shutdown()
+        listener.server_close()
+
+
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "signin.png"
+
+
+def test_a_real_browser_fills_and_submits_the_sign_in_page(
+    server: Running, sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    client_id = register(server, client_name="Claude")["client_id"]
+    verifier, challenge = pkce()
+    shot = tmp_path / "signin.png"
+    with app_callback() as callback:  # registered on another port: a loopback redirect may use any
+        url = authorize_url(server, client_id, challenge, state="browser-state", redirect_uri=callback)
+        printed = browser_script(SIGN_IN_IN_CHROMIUM, url, BOB, str(shot), callback)
+    outcome = json.loads(printed.strip().splitlines()[-1])
+    assert outcome["status"] == 200
+    assert outcome["title"] == "Sign in to Retab"
+    assert outcome["landed"].startswith(callback + "?")
+    landed = {k: v[0] for k, v in parse_qs(urlsplit(outcome["landed"]).query).items()}
+    assert landed["state"] == "browser-state"
+    tokens = redeem(server, client_id, landed["code"], verifier, redirect_uri=callback).json()
+    assert tokens["scope"] == "retab:read"  # the choice made in the browser
+    assert call(server, "get_edit", {"edit_id": "edt_01G34H8J2K"}, bearer(tokens["access_token"])).status_code == 200
+    assert {r.key_fingerprint for r in sandbox.sandbox.recorded()} == {fingerprint(BOB)}
+    assert shot.read_bytes().startswith(b"\x89PNG")
+    if os.environ.get("UPDATE_DOCS_SCREENSHOTS"):  # the docs' picture of the page, taken by this test
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        SCREENSHOT.write_bytes(shot.read_bytes())
