@@ -117,17 +117,20 @@ class OAuth:
         base = settings.issuer_url
         self.secure_cookies = base.startswith("https://")
         self.resource = base + settings.http_path
-        self.metadata = OAuthMetadata(
-            issuer=AnyHttpUrl(base),
-            authorization_endpoint=AnyHttpUrl(base + "/authorize"),
-            token_endpoint=AnyHttpUrl(base + "/token"),
-            registration_endpoint=AnyHttpUrl(base + "/register"),
-            scopes_supported=list(SCOPES),
-            response_types_supported=["code"],
-            grant_types_supported=["authorization_code", "refresh_token"],
-            token_endpoint_auth_methods_supported=["none"],
-            code_challenge_methods_supported=["S256"],
-            authorization_response_iss_parameter_supported=True,
+        # Validated as the SDK's clients read them: an issuer without a path keeps no trailing slash.
+        self.metadata = OAuthMetadata.model_validate(
+            {
+                "issuer": base,
+                "authorization_endpoint": base + "/authorize",
+                "token_endpoint": base + "/token",
+                "registration_endpoint": base + "/register",
+                "scopes_supported": list(SCOPES),
+                "response_types_supported": ["code"],
+                "grant_types_supported": ["authorization_code", "refresh_token"],
+                "token_endpoint_auth_methods_supported": ["none"],
+                "code_challenge_methods_supported": ["S256"],
+                "authorization_response_iss_parameter_supported": True,
+            }
         )
         self.issuer = str(self.metadata.issuer)  # as clients compare it (RFC 9207): pydantic's rendering
         self.resource_metadata_url = str(build_resource_metadata_url(AnyHttpUrl(self.resource)))
@@ -216,11 +219,13 @@ class OAuth:
     # -- authorization server ----------------------------------------------------------------
 
     def _routes(self, base: str) -> Starlette:
-        resource_metadata = ProtectedResourceMetadata(
-            resource=AnyHttpUrl(self.resource),
-            authorization_servers=[AnyHttpUrl(base)],
-            scopes_supported=list(SCOPES),
-            resource_name="Retab runs (retab-mcp)",
+        resource_metadata = ProtectedResourceMetadata.model_validate(
+            {
+                "resource": self.resource,
+                "authorization_servers": [base],
+                "scopes_supported": list(SCOPES),
+                "resource_name": "Retab runs (retab-mcp)",
+            }
         )
         prm = cors_middleware(ProtectedResourceMetadataHandler(resource_metadata).handle, ["GET", "OPTIONS"])
         asm = cors_middleware(MetadataHandler(self.metadata).handle, ["GET", "OPTIONS"])

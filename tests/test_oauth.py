@@ -272,10 +272,10 @@ def test_two_users_keys_never_cross(server: Running, sandbox: RunningSandbox) ->
 def test_discovery_documents(server: Running) -> None:
     resource = httpx.get(server.url + "/.well-known/oauth-protected-resource/mcp").json()
     assert resource["resource"] == server.mcp
-    assert resource["authorization_servers"] == [server.url + "/"]
+    assert resource["authorization_servers"] == [server.url]
     assert resource["scopes_supported"] == ["retab:read", "retab:cancel"]
     metadata = httpx.get(server.url + "/.well-known/oauth-authorization-server").json()
-    assert metadata["issuer"] == server.url + "/"
+    assert metadata["issuer"] == server.url
     assert metadata["code_challenge_methods_supported"] == ["S256"]
     assert metadata["registration_endpoint"] == server.url + "/register"
     assert "none" in metadata["token_endpoint_auth_methods_supported"]
@@ -351,7 +351,7 @@ def test_state_comes_back_as_sent_on_success_and_on_denial(server: Running) -> N
             params = redirect_params(sign_in(browser, url, ALICE, action=action))
         assert params["state"] == state
         assert expected in params
-        assert params["iss"] == server.url + "/"
+        assert params["iss"] == server.url
     assert params["error"] == "access_denied"
 
 
