@@ -4,11 +4,17 @@ message naming the variable, never its value; the other two modes start as befor
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
+import kubernetes_validate
 import pytest
+import yaml
 
-from retab_mcp.config import ConfigError, Settings
-from tests.support import SERVER_COMMAND, clean_env
+from retab_mcp.cli import _parser
+from retab_mcp.config import ENV_VARS, ConfigError, Settings
+from tests.support import ROOT, SERVER_COMMAND, clean_env
 
 SECRET = "s3cret-value-that-must-never-be-printed-0123"
 HTTP = ["--transport", "http", "--port", "0"]
@@ -53,3 +59,41 @@ def test_the_modes_as_the_keys_imply_them() -> None:
     assert oauth.issuer_url == "http://127.0.0.1:8123"
     with pytest.raises(ConfigError, match="RETAB_MCP_AUTH must be one of"):
         Settings.from_env({"RETAB_MCP_AUTH": "basic"})
+
+
+# -- the Kubernetes manifests for a team (manifests/kubernetes/oauth, docs/hosting.md) ---------
+
+OAUTH_MANIFESTS = sorted((ROOT / "manifests" / "kubernetes" / "oauth").glob("*.yaml"))
+
+
+def oauth_documents() -> dict[str, dict[str, Any]]:
+    return {doc["kind"]: doc for path in OAUTH_MANIFESTS for doc in yaml.safe_load_all(path.read_text()) if doc}
+
+
+@pytest.mark.parametrize("path", OAUTH_MANIFESTS, ids=[p.name for p in OAUTH_MANIFESTS])
+def test_the_oauth_manifests_validate_against_the_kubernetes_schema(path: Path) -> None:
+    for doc in yaml.safe_load_all(path.read_text()):
+        kubernetes_validate.validate(doc, "1.31.0", strict=True)
+
+
+def test_the_oauth_deployment_starts_the_server_in_oauth_mode() -> None:
+    docs = oauth_documents()
+    assert set(docs) == {"Deployment", "Secret", "Ingress"}
+    [container] = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
+    args = _parser().parse_args(container["args"])
+    env = {e["name"]: e for e in container["env"]}
+    assert set(env) <= {var.name for var in ENV_VARS} | {"FORWARDED_ALLOW_IPS"}
+    # The settings the pod starts with pass the start-up checks (the Secret's value stands in).
+    values = {name: e.get("value") for name, e in env.items() if "value" in e}
+    values["RETAB_MCP_SECRET_KEYS"] = docs["Secret"]["stringData"]["secret-keys"]
+    settings = replace(Settings.from_env(values), transport=args.transport, host=args.host, auth=args.auth)
+    settings.check_auth()
+    assert settings.oauth
+    assert env["RETAB_MCP_SECRET_KEYS"]["valueFrom"]["secretKeyRef"]["name"] == docs["Secret"]["metadata"]["name"]
+    # The Ingress serves the public URL's host, with TLS, to the Service of ../service.yaml.
+    [rule] = docs["Ingress"]["spec"]["rules"]
+    assert f"https://{rule['host']}" == settings.public_url
+    assert rule["host"] in docs["Ingress"]["spec"]["tls"][0]["hosts"]
+    service = yaml.safe_load((ROOT / "manifests" / "kubernetes" / "service.yaml").read_text())
+    assert rule["http"]["paths"][0]["backend"]["service"]["name"] == service["metadata"]["name"]
+    assert docs["Deployment"]["metadata"]["name"] == "retab-mcp"  # takes the place of ../deployment.yaml
