@@ -42,7 +42,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import anyio
 import pydantic_core
 from mcp.server.auth.handlers.metadata import MetadataHandler, ProtectedResourceMetadataHandler
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
 from mcp.shared.auth import OAuthMetadata, OAuthToken, ProtectedResourceMetadata
@@ -179,8 +178,9 @@ class OAuth:
             )
         headers = [(name, value) for name, value in scope["headers"] if name not in (b"authorization", b"api-key")]
         headers.append((b"api-key", grant.key.encode()))
-        user = AuthenticatedUser(_access_token(token, grant, self.resource))
-        return {**scope, "headers": headers, "auth": AuthCredentials(list(grant.scopes)), "user": user}
+        # `auth` as Starlette's authentication sets it: what step_up reads. (Who owns a session is
+        # the key's fingerprint, set by the front as for any caller's key.)
+        return {**scope, "headers": headers, "auth": AuthCredentials(list(grant.scopes))}
 
     def step_up(self, scope: Scope, body: bytes) -> Response | None:
         """403 `insufficient_scope` for a request that calls a tool its token's scopes do not
