@@ -13,8 +13,10 @@ Decisions, and why:
 - The SDK's own authorization-server routes were read and not used: they register clients in a
   store under a random id, mint client secrets, advertise no `none` method, match redirect URIs
   exactly even on loopback, answer an unknown redirect URI with JSON rather than a page, and let
-  some malformed bodies through to a 500. The SDK's models are used for what goes on the wire
-  (metadata, registration, tokens), its protected-resource route as is, and its `AccessToken`.
+  some malformed bodies through to a 500. What is used of the SDK: its models for what goes on
+  the wire (authorization-server and protected-resource metadata, the token response), its
+  metadata handlers with their CORS, and its RFC 9728 metadata URL. Its resource-server
+  middleware is not used either: it owns `Authorization` alone, and `Api-Key` must pass too.
 - Resource server: the front (http.py) hands MCP requests here first. A valid access token
   becomes the request's `Api-Key` header, the seam a caller's key travels through today, so the
   tool uses that key for that call only; `Authorization` never reaches the SDK. `Api-Key: <key>`
@@ -42,7 +44,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import anyio
 import pydantic_core
 from mcp.server.auth.handlers.metadata import MetadataHandler, ProtectedResourceMetadataHandler
-from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
 from mcp.shared.auth import OAuthMetadata, OAuthToken, ProtectedResourceMetadata
 from pydantic import AnyHttpUrl
@@ -56,7 +57,7 @@ from starlette.types import Scope
 from retab_mcp import signin
 from retab_mcp.config import KEY_PATTERN, Settings
 from retab_mcp.errors import CallFailed, ErrorCode
-from retab_mcp.sealing import KeyRing, fingerprint
+from retab_mcp.sealing import KeyRing
 
 if TYPE_CHECKING:
     from retab_mcp.server import RetabMCPServer
@@ -151,11 +152,6 @@ class OAuth:
         if not isinstance(key, str) or not isinstance(client, str) or not _scope_list(scopes):
             return None
         return Grant(key, client, tuple(scopes), payload["exp"])
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        """The SDK's `TokenVerifier`: the token as an `AccessToken` (its subject names the key)."""
-        grant = self.open_access(token)
-        return None if grant is None else _access_token(token, grant, self.resource)
 
     def admit(self, scope: Scope) -> Scope | Response:
         """An MCP request's scope as the tools should see it, or the answer that refuses it.
@@ -529,13 +525,6 @@ class _Attempts:
         if now - started >= self.window:
             started, count = now, 0
         self._failures[address] = (started, count + 1)
-
-
-def _access_token(token: str, grant: Grant, resource: str) -> AccessToken:
-    return AccessToken(
-        token=token, client_id=grant.client_id, scopes=list(grant.scopes), expires_at=grant.expires_at,
-        resource=resource, subject=fingerprint(grant.key),
-    )  # fmt: skip
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
