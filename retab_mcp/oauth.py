@@ -76,6 +76,8 @@ MAX_NAME_CHARS: Final = 80
 # each attempt costs one Retab request.
 SIGNIN_ATTEMPTS: Final = 10
 SIGNIN_WINDOW_SECONDS: Final = 60.0
+# Access tokens whose grant is remembered (a few hundred bytes each), then forgotten all at once.
+OPENED_TOKENS: Final = 4096
 CSRF_COOKIE_PREFIX: Final = "retab_mcp_signin_"
 # Never a place to send a user back to.
 REFUSED_SCHEMES: Final = frozenset({"javascript", "data", "file", "vbscript", "blob", "about", "ftp", "ws", "wss"})
@@ -135,6 +137,7 @@ class OAuth:
         self.issuer = str(self.metadata.issuer)  # as clients compare it (RFC 9207): pydantic's rendering
         self.resource_metadata_url = str(build_resource_metadata_url(AnyHttpUrl(self.resource)))
         self._spent = _Spent()
+        self._opened: dict[str, Grant] = {}
         self._attempts = _Attempts(SIGNIN_ATTEMPTS, SIGNIN_WINDOW_SECONDS)
         self.app = self._routes(base)
 
@@ -144,14 +147,22 @@ class OAuth:
     # -- resource server ---------------------------------------------------------------------
 
     def open_access(self, token: str) -> Grant | None:
-        """The grant an access token carries, if this ring sealed it for this resource."""
+        """The grant an access token carries, if this ring sealed it for this resource. A token
+        seen lately is not opened again (a client sends the same one for an hour): its grant is
+        remembered, and its expiry still checked."""
+        grant = self._opened.get(token)
+        if grant is not None:
+            return grant if grant.expires_at > time.time() else None
         payload = self.ring.unseal("access", token)
         if payload is None or payload.get("r") != self.resource:
             return None
         key, client, scopes = payload.get("k"), payload.get("c"), payload.get("q")
         if not isinstance(key, str) or not isinstance(client, str) or not _scope_list(scopes):
             return None
-        return Grant(key, client, tuple(scopes), payload["exp"])
+        if len(self._opened) >= OPENED_TOKENS:
+            self._opened.clear()
+        grant = self._opened[token] = Grant(key, client, tuple(scopes), payload["exp"])
+        return grant
 
     def admit(self, scope: Scope) -> Scope | Response:
         """An MCP request's scope as the tools should see it, or the answer that refuses it.
