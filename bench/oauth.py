@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from statistics import median
 from typing import Any, Final
 
 import httpx
@@ -83,6 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sandbox.close()
     keyed, oauth = results["retab-mcp-key"][str(LEVEL)], results["retab-mcp-oauth"][str(LEVEL)]
     ratio = oauth["calls_per_s"] / keyed["calls_per_s"]
+    # Each slice of one server ran next to the same slice of the other: their ratios, one per
+    # pair, are less swayed by the machine's other load than the pooled totals.
+    paired = median(
+        [o["calls_per_s"] / k["calls_per_s"] for k, o in zip(keyed["slices"], oauth["slices"], strict=True)]
+    )
     rows = [
         f"| {label} | {figures['calls_per_s']:.0f} | {figures['p50_ms']:.1f} | {figures['p99_ms']:.1f} | "
         f"{figures['cpu_per_call_ms']:.2f} |"
@@ -90,8 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     print("| c=16 | calls/s | p50 ms | p99 ms | server CPU ms/call |\n|---|---|---|---|---|")
     print("\n".join(rows))
-    print(f"\nOAuth / caller's key: {ratio:.3f}x (goal >= {GOAL}x): {'met' if ratio >= GOAL else 'MISSED'}")
-    return 0 if ratio >= GOAL else 1
+    verdict = "met" if min(ratio, paired) >= GOAL else "MISSED"
+    print(
+        f"\nOAuth / caller's key: {ratio:.3f}x pooled, {paired:.3f}x median of paired slices (goal >= {GOAL}x): {verdict}"
+    )
+    return 0 if verdict == "met" else 1
 
 
 if __name__ == "__main__":
