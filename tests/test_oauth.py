@@ -154,7 +154,9 @@ class Memory:
 
 
 @asynccontextmanager
-async def signed_in_client(mcp_url: str, key: str, scope: str = "read_cancel") -> AsyncIterator[tuple[Client, Memory]]:
+async def signed_in_client(
+    mcp_url: str, key: str, scope: str = "read_cancel", mode: str = "legacy"
+) -> AsyncIterator[tuple[Client, Memory]]:
     """The SDK's Client with the SDK's OAuthClientProvider; its redirect handler is the user."""
     result: dict[str, str] = {}
 
@@ -175,7 +177,7 @@ async def signed_in_client(mcp_url: str, key: str, scope: str = "read_cancel") -
     )
     async with (
         httpx2.AsyncClient(auth=provider, timeout=30) as http,
-        Client(streamable_http_client(mcp_url, http_client=http), mode="legacy") as client,
+        Client(streamable_http_client(mcp_url, http_client=http), mode=mode) as client,
     ):
         yield client, storage
 
@@ -234,10 +236,11 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])  # 2025-11-25 (handshake) and 2026-07-28 (sessionless)
 async def test_the_sdk_client_signs_in_and_calls_with_the_users_own_key(
-    server: Running, sandbox: RunningSandbox
+    server: Running, sandbox: RunningSandbox, mode: str
 ) -> None:
-    async with signed_in_client(server.mcp, ALICE) as (client, storage):
+    async with signed_in_client(server.mcp, ALICE, mode=mode) as (client, storage):
         listed = [tool.name for tool in (await client.list_tools()).tools]
         result = await client.call_tool("get_edit", {"edit_id": "edt_01G34H8J2K"})
     assert "cancel_edit" in listed
@@ -634,3 +637,12 @@ def test_a_real_browser_fills_and_submits_the_sign_in_page(
     if os.environ.get("UPDATE_DOCS_SCREENSHOTS"):  # the docs' picture of the page, taken by this test
         SCREENSHOT.parent.mkdir(exist_ok=True)
         SCREENSHOT.write_bytes(shot.read_bytes())
+
+
+@pytest.mark.anyio
+async def test_signed_in_calls_work_with_sessions_too(_running_sandbox: RunningSandbox) -> None:  # noqa: PT019
+    with oauth_server(_running_sandbox.base_url, "--stateful") as stateful:
+        async with signed_in_client(stateful.mcp, ALICE) as (client, _):
+            result = await client.call_tool("get_edit", {"edit_id": "edt_01G34H8J2K"})
+    assert result.structured_content is not None
+    assert result.structured_content["ok"], result
