@@ -570,7 +570,7 @@ def start_line(settings: Settings, port: int) -> str:
     if settings.sandbox:
         key = "the embedded Retab sandbox's (no real key is used)"
     elif settings.oauth:
-        key = f"each user's own, signed in with OAuth at {settings.issuer_url} "
+        key = f"each user's own, signed in with OAuth at {settings.issuer_url}"
         key += f" (or sent as Api-Key); Retab API at {retab}"
     elif not settings.uses_server_key:
         ignored = " (RETAB_MCP_AUTH_TOKEN is set and ignored)" if settings.auth_token else ""

@@ -254,6 +254,7 @@ async def test_the_sdk_client_signs_in_and_calls_with_the_users_own_key(
     assert {r.key_fingerprint for r in recorded} == {fingerprint(ALICE)}
     # Nothing the user typed, nor anything sealed from it, is logged in the clear.
     assert ALICE not in server.stderr
+    assert f"signed in with OAuth at {server.url} (or sent as Api-Key)" in server.stderr
 
 
 def test_two_users_keys_never_cross(server: Running, sandbox: RunningSandbox) -> None:
