@@ -39,6 +39,9 @@ class HttpContender:
     argv: list[str]  # with "{port}" where the port goes
     env: dict[str, str]
     calls: list[tuple[str, dict[str, Any]]]  # (tool, arguments), taken in turn
+    # Once the server listens, the value of each request's Authorization header (the caller's key
+    # by default; an OAuth access token for --auth oauth, see bench/oauth.py).
+    authorize: Callable[[str], str] | None = None
 
 
 class HttpServer:
@@ -57,7 +60,11 @@ class HttpServer:
             # which would shadow a `--baseline` checkout with the working tree's retab_mcp.
             cwd=tempfile.gettempdir(),
         )
-        self.requests = [self._request(tool, arguments, i) for i, (tool, arguments) in enumerate(contender.calls)]
+        self.authorization = f"Bearer {SANDBOX_KEY}"
+        self.requests = self._requests()
+
+    def _requests(self) -> list[bytes]:
+        return [self._request(tool, arguments, i) for i, (tool, arguments) in enumerate(self.contender.calls)]
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -66,11 +73,15 @@ class HttpServer:
                 raise RuntimeError(f"{' '.join(self.argv)} exited with {self.process.returncode}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
             except OSError:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{' '.join(self.argv)} did not listen on {self.port}") from None
                 time.sleep(0.05)
+                continue
+            if self.contender.authorize is not None:
+                self.authorization = self.contender.authorize(f"http://127.0.0.1:{self.port}")
+                self.requests = self._requests()
+            return
 
     def _request(self, tool: str, arguments: dict[str, Any], request_id: int) -> bytes:
         body = json.dumps(
@@ -85,7 +96,7 @@ class HttpServer:
         head = (
             f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nContent-Type: application/json\r\n"
             f"Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: {PROTOCOL_VERSION}\r\n"
-            f"Authorization: Bearer {SANDBOX_KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Authorization: {self.authorization}\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         return head.encode() + body
 

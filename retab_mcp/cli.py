@@ -4,6 +4,7 @@
     retab-mcp [--toolsets all] [--read-only] [--tools a,b]   ... serving more or fewer tools
     retab-mcp --tasks                             ... answering long waits with MCP tasks (tasks.py)
     retab-mcp --transport http [--host H] [--port N] [--stateful] ...   over Streamable HTTP
+    retab-mcp --transport http --auth oauth --public-url URL   ... users sign in (oauth.py)
     retab-mcp sandbox [--host H] [--port N]       the Retab sandbox alone, on loopback
     retab-mcp config CLIENT [--write]             a client's config entry (clients.py)
     retab-mcp doctor                              setup checks, each with a fix (doctor.py)
@@ -28,8 +29,10 @@ from retab_mcp.config import (
     LOG_LEVELS,
     ConfigError,
     Settings,
+    parse_auth,
     parse_http_path,
     parse_log_level,
+    parse_public_url,
     parse_workers,
     split_list,
 )
@@ -108,6 +111,13 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     http.add_argument("--allowed-hosts", help="extra accepted Host values, comma-separated (name:* for any port)")
     http.add_argument("--allowed-origins", help="extra accepted Origin values, comma-separated")
+    http.add_argument(
+        "--auth",
+        choices=("oauth", "key", "token"),
+        help="how callers sign in: oauth (users sign in with their Retab key), key (each sends their own), "
+        "token (the server's key, for RETAB_MCP_AUTH_TOKEN holders); RETAB_MCP_AUTH",
+    )
+    http.add_argument("--public-url", help="--auth oauth: the URL clients reach this server at (RETAB_MCP_PUBLIC_URL)")
     http.add_argument("--workers", help="stateless HTTP: processes serving the port, one per core to use (default 1)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     sandbox = commands.add_parser(
@@ -148,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from retab_mcp import logs
 
-    logs.configure(settings.log_level, secrets=[settings.api_key, settings.auth_token])
+    logs.configure(settings.log_level, secrets=[settings.api_key, settings.auth_token, *settings.secret_keys])
 
     from retab_mcp.listen import StartError  # a busy port: one line, status 2, as a bad setting
 
@@ -220,6 +230,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         "allowed_hosts": split_list(args.allowed_hosts) if args.allowed_hosts else None,
         "allowed_origins": split_list(args.allowed_origins) if args.allowed_origins else None,
         "workers": parse_workers(args.workers) if args.workers is not None else None,
+        "auth": parse_auth(args.auth),
+        "public_url": parse_public_url(args.public_url),
     }
     if args.port is not None and not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be from 0 to 65535 (got {args.port})")
@@ -233,4 +245,5 @@ def _settings(args: argparse.Namespace) -> Settings:
         settings.check_http_exposure()
     settings.check_tasks()
     settings.check_workers()
+    settings.check_auth()
     return settings

@@ -20,6 +20,11 @@ from retab_mcp.keys import KEY_RULE, well_formed
 
 DEFAULT_BASE_URL: Final = "https://api.retab.com"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+AuthMode = Literal["oauth", "key", "token"]
+AUTH_MODES: Final[tuple[AuthMode, ...]] = get_args(AuthMode)
+# Each secret of RETAB_MCP_SECRET_KEYS: as sealing.KeyRing requires (not imported here, to keep
+# start-up light).
+MIN_SECRET_CHARS: Final = 32
 LOG_LEVELS: Final[tuple[LogLevel, ...]] = get_args(LogLevel)
 
 
@@ -81,6 +86,32 @@ ENV_VARS: Final = (
         "HTTP with a server key (`RETAB_API_KEY` set): the bearer token callers must present.",
         secret=True,
     ),
+    EnvVar(
+        "RETAB_MCP_AUTH",
+        "",
+        "HTTP: how callers sign in. `key`: each sends their own Retab key; `token`: the server's key for "
+        "holders of `RETAB_MCP_AUTH_TOKEN`; `oauth`: users sign in with their Retab key through OAuth "
+        "(claude.ai, Claude Desktop). Default: `token` with a server key, else `key`.",
+    ),
+    EnvVar(
+        "RETAB_MCP_SECRET_KEYS",
+        None,
+        "`--auth oauth` and `--tasks` over HTTP: secrets that seal tokens and task ids, comma-separated, each at "
+        "least 32 characters; the first seals, all open (rotation). The same on every replica.",
+        secret=True,
+    ),
+    EnvVar(
+        "RETAB_MCP_PUBLIC_URL",
+        "",
+        "`--auth oauth`: the URL clients reach this server at, e.g. `https://retab.example.com` (default "
+        "`http://<host>:<port>`).",
+    ),
+    EnvVar("RETAB_MCP_OAUTH_ACCESS_TTL", "3600", "`--auth oauth`: seconds an access token lives (60 to 86400)."),
+    EnvVar(
+        "RETAB_MCP_OAUTH_REFRESH_TTL",
+        "2592000",
+        "`--auth oauth`: seconds a refresh token lives; each refresh issues a new one (60 to 31536000).",
+    ),
     EnvVar("RETAB_MCP_ALLOWED_HOSTS", "", "HTTP: extra accepted `Host` values, comma-separated (`name:*` = any port)."),
     EnvVar("RETAB_MCP_ALLOWED_ORIGINS", "", "HTTP: extra accepted `Origin` values, comma-separated."),
     EnvVar(
@@ -107,18 +138,8 @@ ENV_VARS: Final = (
         "clients that declare the tasks extension.",
     ),
     EnvVar("RETAB_MCP_TASK_TTL", "3600", "Seconds a task id can be polled after it was issued (60 to 604800)."),
-    EnvVar(
-        "RETAB_MCP_SECRET_KEYS",
-        None,
-        "Secrets that seal task ids, comma-separated, each at least 32 characters: the first seals, all open "
-        "(rotation). The same on every replica; required for tasks over HTTP.",
-        secret=True,
-    ),
 )
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
-# sealing.MIN_SECRET_CHARS, not imported: that module loads the cryptography library, which a
-# server without tasks never needs.
-MIN_SECRET_CHARS: Final = 32
 UNUSED_AUTH_WARNING: Final = (
     "RETAB_MCP_AUTH_TOKEN is set but ignored: with no RETAB_API_KEY each caller sends their own Retab key, "
     "and any caller with a key Retab accepts is served. Unset it, or set RETAB_API_KEY to serve token "
@@ -197,10 +218,16 @@ class Settings:
     max_sessions: int = 1000
     workers: int = 1
     shutdown_grace: float = 35.0
+    # How HTTP callers sign in (None: as the keys set imply, `token` with a server key, else `key`).
+    auth: AuthMode | None = None
+    # The key ring that seals OAuth's tokens and MCP task ids (sealing.py).
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
+    public_url: str | None = None
+    oauth_access_ttl: int = 3600
+    oauth_refresh_ttl: int = 30 * 24 * 3600
     # MCP tasks (tasks.py): off unless asked for, since some hosts declare the extension by default.
     tasks: bool = False
     task_ttl: float = 3600.0
-    secret_keys: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def uses_server_key(self) -> bool:
@@ -243,10 +270,79 @@ class Settings:
             max_sessions=_number("RETAB_MCP_MAX_SESSIONS", get("RETAB_MCP_MAX_SESSIONS"), int, 1, 100_000),
             workers=parse_workers(get("RETAB_MCP_WORKERS") or "1"),
             shutdown_grace=_number("RETAB_MCP_SHUTDOWN_GRACE", get("RETAB_MCP_SHUTDOWN_GRACE"), float, 0, 3600),
+            auth=parse_auth(get("RETAB_MCP_AUTH")),
+            secret_keys=parse_secret_keys(get("RETAB_MCP_SECRET_KEYS")),
+            public_url=parse_public_url(get("RETAB_MCP_PUBLIC_URL")),
+            oauth_access_ttl=_number("RETAB_MCP_OAUTH_ACCESS_TTL", get("RETAB_MCP_OAUTH_ACCESS_TTL"), int, 60, 86_400),
+            oauth_refresh_ttl=_number(
+                "RETAB_MCP_OAUTH_REFRESH_TTL", get("RETAB_MCP_OAUTH_REFRESH_TTL"), int, 60, 365 * 86_400
+            ),
             tasks=_flag("RETAB_MCP_TASKS", get("RETAB_MCP_TASKS")),
             task_ttl=_number("RETAB_MCP_TASK_TTL", get("RETAB_MCP_TASK_TTL"), float, 60, 604_800),
-            secret_keys=parse_secret_keys(get("RETAB_MCP_SECRET_KEYS")),
         )
+
+    @property
+    def oauth(self) -> bool:
+        return self.auth == "oauth"
+
+    @property
+    def issuer_url(self) -> str:
+        """Where clients reach this server: RETAB_MCP_PUBLIC_URL, else the address it listens on."""
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def check_auth(self) -> None:
+        """Refuse settings that contradict the auth mode asked for (RETAB_MCP_AUTH, --auth).
+        Messages name variables, never their values."""
+        if self.auth is None:
+            if self.public_url or (self.secret_keys and not self.tasks):
+                raise ConfigError(
+                    "RETAB_MCP_SECRET_KEYS and RETAB_MCP_PUBLIC_URL apply to RETAB_MCP_AUTH=oauth (--auth oauth), "
+                    "which is not set (RETAB_MCP_SECRET_KEYS also to RETAB_MCP_TASKS)"
+                )
+            return
+        if self.auth == "key" and self.uses_server_key:
+            raise ConfigError(
+                "RETAB_MCP_AUTH=key (--auth key) has each caller send their own Retab key: unset RETAB_API_KEY "
+                "(and --sandbox), or use --auth token"
+            )
+        if self.auth == "token" and not (self.uses_server_key and self.auth_token):
+            raise ConfigError(
+                "RETAB_MCP_AUTH=token (--auth token) needs both RETAB_API_KEY (or --sandbox) and RETAB_MCP_AUTH_TOKEN"
+            )
+        if self.auth != "oauth":
+            if self.public_url or (self.secret_keys and not self.tasks):
+                raise ConfigError(
+                    "RETAB_MCP_SECRET_KEYS and RETAB_MCP_PUBLIC_URL apply to --auth oauth only "
+                    "(RETAB_MCP_SECRET_KEYS also to --tasks)"
+                )
+            return
+        if self.transport != "http":
+            raise ConfigError("RETAB_MCP_AUTH=oauth (--auth oauth) needs --transport http: stdio has no sign-in")
+        if self.api_key:
+            raise ConfigError(
+                "RETAB_API_KEY is set with RETAB_MCP_AUTH=oauth (--auth oauth): with OAuth each user signs in "
+                "with their own Retab key. Unset RETAB_API_KEY."
+            )
+        if self.sandbox:
+            raise ConfigError(
+                "RETAB_MCP_SANDBOX (--sandbox) uses the sandbox's own key, not the users': with --auth oauth, "
+                "run `retab-mcp sandbox` and point RETAB_API_BASE_URL at it"
+            )
+        if self.auth_token:
+            raise ConfigError("RETAB_MCP_AUTH_TOKEN is set with RETAB_MCP_AUTH=oauth (--auth oauth): unset it")
+        if not self.secret_keys:
+            raise ConfigError(
+                "RETAB_MCP_AUTH=oauth (--auth oauth) needs RETAB_MCP_SECRET_KEYS: one or more secrets of at least "
+                f"{MIN_SECRET_CHARS} characters, comma-separated, shared by every replica"
+            )
+        if self.public_url is None and self.host not in LOOPBACK_HOSTS:
+            raise ConfigError(
+                "RETAB_MCP_PUBLIC_URL (--public-url) must be set with --auth oauth beyond loopback: tokens and "
+                "sign-in links name the URL clients reach this server at"
+            )
 
     def check_http_exposure(self) -> None:
         """Refuse to be an open relay: a server key served beyond loopback needs an auth token.
@@ -328,6 +424,40 @@ def parse_transport(value: str) -> Literal["stdio", "http"]:
         case "http":
             return "http"
     raise ConfigError(f"RETAB_MCP_TRANSPORT must be stdio or http (got {value!r})")
+
+
+def parse_auth(value: str | None) -> AuthMode | None:
+    mode = (value or "").strip().lower()
+    if not mode:
+        return None
+    for known in AUTH_MODES:
+        if mode == known:
+            return known
+    raise ConfigError(f"RETAB_MCP_AUTH must be one of {', '.join(AUTH_MODES)} (got {value!r})")
+
+
+def parse_public_url(value: str | None) -> str | None:
+    """`scheme://host[:port]`: the issuer of tokens, so https beyond loopback, and no path (the
+    sign-in routes sit at the root)."""
+    url = (value or "").strip().rstrip("/")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    loopback = parts.hostname in LOOPBACK_HOSTS
+    if (
+        parts.scheme not in ("https", "http")
+        or (parts.scheme == "http" and not loopback)
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+    ):
+        raise ConfigError(
+            "RETAB_MCP_PUBLIC_URL must be https://host[:port] (--public-url), with no path; http only on "
+            f"loopback (got {value!r})"
+        )
+    return url
 
 
 def parse_http_path(value: str) -> str:

@@ -13,7 +13,9 @@ Decisions, and why:
   challenge for a cue to start OAuth, and show that failure instead of the server's message.
   With a server key, callers must present `RETAB_MCP_AUTH_TOKEN` instead, and serving beyond
   loopback without one is refused at start-up (config.check_http_exposure): no open relay. A
-  token set without a server key guards nothing: start-up says so.
+  token set without a server key guards nothing: start-up says so. With `--auth oauth`, users
+  sign in and their tokens carry their key (oauth.py); the front turns a valid token into the
+  request's `Api-Key`, so from there on it is served as a caller's key.
 - DNS-rebinding protection stays on whatever the host (the SDK turns it off for non-loopback
   hosts unless told otherwise); real hostnames are added with --allowed-hosts/--allowed-origins.
 - /healthz and /readyz sit outside the MCP path, without auth, for orchestrator probes, and
@@ -48,6 +50,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import anyio
 import h11
@@ -68,6 +71,7 @@ from retab_mcp.config import Settings, display_url
 from retab_mcp.endpoints import Endpoint
 from retab_mcp.errors import CallFailed, ErrorCode
 from retab_mcp.keys import bearer_token, caller_key
+from retab_mcp.oauth import OAuth
 from retab_mcp.results import failed
 from retab_mcp.server import RetabMCPServer, log_call
 from retab_mcp.streaming import JSON_ANSWER, decoded, json_answers, may_stream
@@ -94,9 +98,11 @@ SESSION_SHARE: Final = 10
 
 def create_app(server: RetabMCPServer, settings: Settings) -> ASGIApp:
     """The ASGI app: the two probes, and the MCP endpoint behind the key gate."""
+    # The public URL's host is, by definition, a name clients reach this server by.
+    public_host = [urlsplit(settings.public_url).netloc] if settings.public_url else []
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=[*LOOPBACK_HOST_PATTERNS, *settings.allowed_hosts],
+        allowed_hosts=[*LOOPBACK_HOST_PATTERNS, *settings.allowed_hosts, *public_host],
         allowed_origins=[*LOOPBACK_ORIGIN_PATTERNS, *settings.allowed_origins],
     )
     app = server.streamable_http_app(
@@ -132,6 +138,8 @@ class Front:
         self.gated = not settings.stateful
         # Stateless answers that may stream: those of calls that ask for progress (streaming.py).
         self.streams = not settings.stateful and not settings.json_response
+        # --auth oauth: the sign-in routes, and the token check before anything else (oauth.py).
+        self.oauth = OAuth(server, settings) if settings.oauth else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -147,9 +155,19 @@ class Front:
             if path.rstrip("/") == self.path:
                 await self._mcp(scope, receive, send)
                 return
+            if self.oauth is not None and self.oauth.serves(path):
+                await self.oauth.app(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
     async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.oauth is not None:
+            # A valid token becomes the request's Api-Key: from here on, as a caller's key.
+            admitted = self.oauth.admit(scope)
+            if isinstance(admitted, Response):
+                await admitted(scope, receive, send)
+                return
+            scope = admitted
         headers = Headers(scope=scope)
         refusal = self._refusal(headers)
         if refusal is not None:
@@ -170,6 +188,9 @@ class Front:
         messages, body = await _read_body(receive)
         if messages[-1]["type"] != "http.request":
             return  # the client went away, or missed the request deadline: no one to answer
+        if self.oauth is not None and body is not None and (step_up := self.oauth.step_up(scope, body)):
+            await step_up(scope, receive, send)
+            return
         replay = _replaying(messages, receive)
         version = headers.get("mcp-protocol-version")
         legacy = version is None or version in HANDSHAKE_PROTOCOL_VERSIONS  # the SDK's own routing
@@ -572,6 +593,9 @@ def start_line(settings: Settings, port: int) -> str:
     retab = display_url(settings.base_url)
     if settings.sandbox:
         key = "the embedded Retab sandbox's (no real key is used)"
+    elif settings.oauth:
+        key = f"each user's own, signed in with OAuth at {settings.issuer_url}"
+        key += f" (or sent as Api-Key); Retab API at {retab}"
     elif not settings.uses_server_key:
         ignored = " (RETAB_MCP_AUTH_TOKEN is set and ignored)" if settings.auth_token else ""
         key = f"each caller's own, sent with every request{ignored}; Retab API at {retab}"

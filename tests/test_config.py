@@ -60,7 +60,11 @@ def test_every_variable_is_read() -> None:
         "RETAB_MCP_MAX_SESSIONS": "3",
         "RETAB_MCP_TASKS": "on",
         "RETAB_MCP_TASK_TTL": "120",
-        "RETAB_MCP_SECRET_KEYS": f"{'a' * 32}, {'b' * 40}",
+        "RETAB_MCP_AUTH": "OAuth",
+        "RETAB_MCP_SECRET_KEYS": "a" * 32 + ", " + "b" * 40,
+        "RETAB_MCP_PUBLIC_URL": "https://retab.example.com/",
+        "RETAB_MCP_OAUTH_ACCESS_TTL": "120",
+        "RETAB_MCP_OAUTH_REFRESH_TTL": "600",
     }
     assert {var.name for var in ENV_VARS} >= set(env)
     settings = Settings.from_env(env)
@@ -74,7 +78,10 @@ def test_every_variable_is_read() -> None:
     assert (settings.allowed_origins, settings.shutdown_grace) == (("https://a.example",), 5.0)
     assert (settings.workers, settings.json_response) == (3, True)
     assert (settings.max_in_flight, settings.max_sessions) == (8, 3)
-    assert (settings.tasks, settings.task_ttl, settings.secret_keys) == (True, 120.0, ("a" * 32, "b" * 40))
+    assert (settings.tasks, settings.task_ttl) == (True, 120.0)
+    assert (settings.auth, settings.secret_keys) == ("oauth", ("a" * 32, "b" * 40))
+    assert settings.public_url == "https://retab.example.com"
+    assert (settings.oauth_access_ttl, settings.oauth_refresh_ttl) == (120, 600)
     assert {var.name for var in ENV_VARS} == set(env)  # every variable is exercised here
 
 
@@ -106,6 +113,10 @@ BAD_VALUES = {
     "RETAB_MCP_WORKERS": "many",
     "RETAB_MCP_TASKS": "perhaps",
     "RETAB_MCP_TASK_TTL": "5",
+    "RETAB_MCP_AUTH": "password",
+    "RETAB_MCP_PUBLIC_URL": "http://retab.example.com",
+    "RETAB_MCP_OAUTH_ACCESS_TTL": "0",
+    "RETAB_MCP_OAUTH_REFRESH_TTL": "forever",
 }
 FREE_TEXT = {
     "RETAB_API_KEY",

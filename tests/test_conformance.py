@@ -9,14 +9,19 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
+from html import unescape
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.support import HttpServer, http_server, inspector, npm_command, tool_env
+from retab_mcp.sandbox import RunningSandbox
+from tests.support import HttpServer, free_port, http_server, inspector, npm_command, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -131,3 +136,57 @@ def test_inspector_over_http(server: HttpServer) -> None:
     )
     assert code == 0, stderr
     assert called["result"]["structuredContent"]["status"] == "cancelled"
+
+
+# -- the OAuth authorization server (--auth oauth) ---------------------------------------------
+# The suite's `authorization` scenarios test an authorization server: its metadata, then a whole
+# code grant, for which it prints the sign-in URL and waits on its own callback. Here the test is
+# the user: it signs in on the page, then follows the redirect back to the suite. (The suite has
+# no resource-server auth scenario in `server` mode: tests/test_oauth.py covers that side.)
+
+OAUTH_SECRET = "conformance-oauth-secret-0123456789abcdef"
+
+
+def test_the_oauth_authorization_server_passes_the_suites_scenarios(
+    node22_path: str,
+    _running_sandbox: RunningSandbox,  # noqa: PT019
+    tmp_path: Path,
+) -> None:
+    env = {"RETAB_MCP_SECRET_KEYS": OAUTH_SECRET, "RETAB_API_BASE_URL": _running_sandbox.base_url}
+    with http_server("--auth", "oauth", **env) as oauth:
+        port = free_port()
+        registration = {"redirect_uris": [f"http://127.0.0.1:{port}/callback"], "client_name": "conformance"}
+        client_id = httpx.post(oauth.url + "/register", json=registration).json()["client_id"]
+        command = [
+            npm_command(MODERN_SUITE, "conformance"), "authorization", "--url", oauth.url, "--client-id", client_id,
+            "--resource", oauth.mcp, "--port", str(port), "-o", str(tmp_path),
+        ]  # fmt: skip
+        suite = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=tool_env(PATH=node22_path))
+        killer = threading.Timer(180, suite.kill)  # bounded, whatever the suite does
+        killer.start()
+        try:
+            assert suite.stdout is not None
+            printed: list[str] = []
+            for line in iter(suite.stdout.readline, ""):
+                printed.append(line.rstrip())
+                if line.startswith(oauth.url + "/authorize?"):
+                    break
+            assert printed[-1].startswith(oauth.url + "/authorize?"), "\n".join(printed)
+            with httpx.Client() as browser:
+                page = browser.get(printed[-1])
+                request = re.search(r'name="request" value="([^"]+)"', page.text)
+                assert request, page.text
+                form = {"request": unescape(request.group(1)), "retab_api_key": "rt_test_conformance", "scope": "read"}
+                signed_in = browser.post(oauth.url + "/authorize", data=form)
+                assert signed_in.status_code == 303, signed_in.text
+                httpx.get(signed_in.headers["location"], timeout=30)  # back to the suite's callback
+            rest, _ = suite.communicate(timeout=120)
+        finally:
+            killer.cancel()
+            if suite.poll() is None:
+                suite.kill()
+                suite.wait()
+    assert suite.returncode == 0, "\n".join(printed) + rest
+    checks = [check for path in tmp_path.glob("*/checks.json") for check in json.loads(path.read_text())]
+    assert {check["id"] for check in checks} >= {"authorization-server-metadata", "authorization-code-grant"}
+    assert [c["id"] for c in checks if c["status"] == "FAILURE"] == []

@@ -19,44 +19,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.browser import chromium, node_modules
 from tests.support import ROOT, tool_env
 
 HOST_DIR = ROOT / "tests" / "data" / "apps-host"
 IMAGES = ROOT / "docs" / "images"
-PLAYWRIGHT = "playwright-core@1.65.2"
-# Where playwright-core is installed once per machine (npm, no browser download).
-BROWSER_CACHE = Path(os.environ.get("RETAB_MCP_BROWSER_CACHE", Path.home() / ".cache" / "retab-mcp-browser"))
-
-
-def chromium() -> str:
-    found = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.skip("no chromium on this machine (Debian: apt-get install chromium; .ci/run installs it)")
-    return found
-
-
-def playwright_core() -> Path:
-    """node_modules holding playwright-core, installed with npm on first use."""
-    modules = BROWSER_CACHE / "node_modules"
-    if not (modules / "playwright-core" / "package.json").is_file():
-        npm = shutil.which("npm")
-        assert npm is not None, "npm (Node.js) is not installed"
-        BROWSER_CACHE.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(BROWSER_CACHE), PLAYWRIGHT],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env=tool_env(PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1"),
-        )
-        assert done.returncode == 0, f"npm could not install {PLAYWRIGHT}: {done.stderr[-2000:]}"
-    return modules
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +65,7 @@ def sandbox_server() -> Iterator[str]:
 def seen(sandbox_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """What the driver saw, once for the module (one browser run covers every scenario)."""
     browser = chromium()
-    modules = playwright_core()
+    modules = node_modules()
     shots = tmp_path_factory.mktemp("screenshots")
     done = subprocess.run(
         ["node", str(HOST_DIR / "drive.mjs"), sandbox_server, str(shots)],
