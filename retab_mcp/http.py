@@ -69,7 +69,7 @@ from retab_mcp._version import __version__
 from retab_mcp.admission import handing_over
 from retab_mcp.config import Settings, display_url
 from retab_mcp.endpoints import Endpoint
-from retab_mcp.errors import CallFailed, ErrorCode
+from retab_mcp.errors import CallFailed
 from retab_mcp.keys import bearer_token, caller_key
 from retab_mcp.oauth import OAuth
 from retab_mcp.results import failed
@@ -448,20 +448,10 @@ class _Sessions:
         state = self._server.state
         if state is None:
             return JSONResponse({"error": "starting", "message": "The server is starting."}, status_code=503)
-        try:
-            slot = await state.gate.admit(anyio.current_time())
-        except CallFailed:  # overloaded or shutting down
+        accepted = await state.accepts(key)
+        if accepted is None:
             return _unverified()
-        try:
-            with state.gate.holding(slot):
-                # The cheapest authenticated read there is: one edit, status only.
-                await state.client.request(
-                    "GET", "/v1/edits", params={"limit": "1"}, api_key=key, verb="list", subject="edits",
-                    deadline=state.client.clock() + min(5.0, state.settings.call_timeout),
-                )  # fmt: skip
-        except CallFailed as failure:
-            if failure.code not in (ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN):
-                return _unverified()
+        if not accepted:
             _remember(self._rejected, fingerprint, REJECTED_KEY_SECONDS)
             return None
         _remember(self._accepted, fingerprint, KEY_MEMORY_SECONDS)

@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeGuard
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import anyio
 import pydantic_core
 from mcp.server.auth.handlers.metadata import MetadataHandler, ProtectedResourceMetadataHandler
 from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
@@ -56,7 +55,6 @@ from starlette.types import Scope
 
 from retab_mcp import signin
 from retab_mcp.config import Settings
-from retab_mcp.errors import CallFailed, ErrorCode
 from retab_mcp.keys import well_formed
 from retab_mcp.sealing import KeyRing
 
@@ -407,24 +405,9 @@ class OAuth:
         return _redirect(redirect_uri, {"code": code}, state, self.issuer)
 
     async def _check_key(self, key: str) -> bool | None:
-        """Whether Retab accepts `key` (one cheap read, admitted like a tool call); None if
-        that could not be told."""
+        """Whether Retab accepts `key` (AppState.accepts); None if that could not be told."""
         state = self.server.state
-        if state is None:
-            return None
-        try:
-            slot = await state.gate.admit(anyio.current_time())
-        except CallFailed:
-            return None
-        try:
-            with state.gate.holding(slot):
-                await state.client.request(
-                    "GET", "/v1/edits", params={"limit": "1"}, api_key=key, verb="list", subject="edits",
-                    deadline=state.client.clock() + min(5.0, state.settings.call_timeout),
-                )  # fmt: skip
-        except CallFailed as failure:
-            return False if failure.code in (ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN) else None
-        return True
+        return None if state is None else await state.accepts(key)
 
     async def token(self, request: Request) -> Response:
         """RFC 6749 §4.1.3 and §6: a code (with its PKCE verifier) or a refresh token, for tokens."""

@@ -140,6 +140,24 @@ class AppState:
         self.gate = Gate(self.settings.max_in_flight, self.settings.call_timeout)
         self.reads = self.gate.companion(self.settings.max_resource_reads, "resource reads in flight")
 
+    async def accepts(self, key: str) -> bool | None:
+        """Whether Retab accepts `key`, by the cheapest authenticated read there is (one edit,
+        status only), admitted like a tool call; None when that could not be told (no slot,
+        Retab unreachable or failing)."""
+        try:
+            slot = await self.gate.admit(anyio.current_time())
+        except CallFailed:  # overloaded or shutting down
+            return None
+        try:
+            with self.gate.holding(slot):
+                await self.client.request(
+                    "GET", "/v1/edits", params={"limit": "1"}, api_key=key, verb="list", subject="edits",
+                    deadline=self.client.clock() + min(5.0, self.settings.call_timeout),
+                )  # fmt: skip
+        except CallFailed as failure:
+            return False if failure.code in (ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN) else None
+        return True
+
 
 @asynccontextmanager
 async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:

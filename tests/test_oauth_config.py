@@ -24,8 +24,8 @@ KEYS = {"RETAB_MCP_SECRET_KEYS": SECRET}
 CONTRADICTIONS = [
     (["--auth", "oauth"], KEYS, "(--auth oauth) needs --transport http"),
     (OAUTH, {}, "needs RETAB_MCP_SECRET_KEYS"),
-    (OAUTH, {"RETAB_MCP_SECRET_KEYS": "short-" + SECRET[:10]}, "RETAB_MCP_SECRET_KEYS: every"),
-    (OAUTH, {"RETAB_MCP_SECRET_KEYS": f"{SECRET},tiny"}, "RETAB_MCP_SECRET_KEYS: every"),
+    (OAUTH, {"RETAB_MCP_SECRET_KEYS": "short-" + SECRET[:10]}, "RETAB_MCP_SECRET_KEYS must be secrets of at least 32"),
+    (OAUTH, {"RETAB_MCP_SECRET_KEYS": f"{SECRET},tiny"}, "RETAB_MCP_SECRET_KEYS must be secrets of at least 32"),
     (OAUTH, {**KEYS, "RETAB_API_KEY": "rt_test_server_key"}, "RETAB_API_KEY is set"),
     ([*OAUTH, "--sandbox"], KEYS, "RETAB_MCP_SANDBOX"),
     ([*OAUTH, "--host", "0.0.0.0"], KEYS, "RETAB_MCP_PUBLIC_URL"),

@@ -5,12 +5,6 @@ the SDK's own HTTP client."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
@@ -21,39 +15,16 @@ from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from retab_mcp.sandbox import RunningSandbox
+from tests.support import ERAS, http_server
 
 KEY = "rt_test_progress_4k2m"
-ERAS = ["legacy", "auto"]
 
 
 @contextmanager
 def stateless_server(base_url: str, *flags: str) -> Iterator[str]:
     """`retab-mcp --transport http` (stateless) on a free loopback port; yields its MCP URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETAB_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "retab_mcp", "--transport", "http", "--port", str(port), *flags],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**env, "RETAB_API_BASE_URL": base_url},
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, "the server exited"
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+    with http_server(*flags, RETAB_API_BASE_URL=base_url) as server:
+        yield server.mcp
 
 
 @asynccontextmanager

@@ -13,19 +13,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.browser import chromium, node_modules
-from tests.support import ROOT, tool_env
+from tests.support import ROOT, http_server, tool_env
 
 HOST_DIR = ROOT / "tests" / "data" / "apps-host"
 IMAGES = ROOT / "docs" / "images"
@@ -34,31 +29,8 @@ IMAGES = ROOT / "docs" / "images"
 @pytest.fixture(scope="module")
 def sandbox_server() -> Iterator[str]:
     """`retab-mcp --sandbox --transport http` on a free loopback port; yields its MCP URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETAB_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "retab_mcp", "--sandbox", "--transport", "http", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, "the server exited"
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+    with http_server("--sandbox") as server:
+        yield server.mcp
 
 
 @pytest.fixture(scope="module")
