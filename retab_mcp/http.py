@@ -208,7 +208,10 @@ class Front:
         message = decoded(body)
         serve = self._admitted(message) if version in HANDSHAKE_PROTOCOL_VERSIONS else self.app
         with json_answers(not (self.streams and may_stream(message, headers.get("accept", "")))):
-            await _until_gone(serve, scope, messages, receive, send)
+            if _waits(message):
+                await _until_gone(serve, scope, messages, receive, send)
+            else:  # one request to Retab at most: not worth a watcher task per call
+                await serve(scope, replay, send)
 
     def _admitted(self, message: dict[str, Any] | None) -> ASGIApp:
         """The SDK's app, holding an admission slot while it serves a stateless tool call; or,
@@ -309,6 +312,15 @@ def _replaying(messages: list[Message], receive: Receive) -> Receive:
         return pending.pop(0) if pending else await receive()
 
     return replay
+
+
+def _waits(message: dict[str, Any] | None) -> bool:
+    """Whether `message` is a tool call that may wait for its run (`wait_seconds` above 0): one
+    that goes on polling Retab while its client is gone, unless `_until_gone` stops it."""
+    params = message.get("params") if message else None
+    arguments = params.get("arguments") if isinstance(params, dict) else None
+    wait = arguments.get("wait_seconds") if isinstance(arguments, dict) else None
+    return not isinstance(wait, bool) and isinstance(wait, int | float) and wait > 0
 
 
 async def _until_gone(app: ASGIApp, scope: Scope, messages: list[Message], receive: Receive, send: Send) -> None:
