@@ -10,15 +10,9 @@ import json
 import os
 import re
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -36,6 +30,7 @@ from pydantic import AnyUrl
 from retab_mcp.sandbox import RunningSandbox, fingerprint
 from retab_mcp.sealing import KeyRing
 from tests.browser import browser_script
+from tests.support import HttpServer, http_server
 
 ALICE = "rt_test_alice_7Hq2x9Lm"
 BOB = "rt_test_bob_3Zp8w1Kd"
@@ -45,59 +40,16 @@ CALLBACK = "http://127.0.0.1:53682/callback"
 READ_ONLY_HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass
-class Running:
-    process: subprocess.Popen[bytes]
-    url: str
-    stderr_chunks: list[bytes] = field(default_factory=list)
-
-    @property
-    def mcp(self) -> str:
-        return self.url + "/mcp"
-
-    @property
-    def stderr(self) -> str:
-        return b"".join(self.stderr_chunks).decode()
+# The harness's HTTP server, as this module's tests name it.
+Running = HttpServer
 
 
 @contextmanager
-def oauth_server(base_url: str, *args: str, **env: str) -> Iterator[Running]:
+def oauth_server(base_url: str, *args: str, **env: str) -> Iterator[HttpServer]:
     """`retab-mcp --transport http --auth oauth` on a free loopback port, Retab at `base_url`."""
-    port = free_port()
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RETAB_")}
-    settings = {"RETAB_API_BASE_URL": base_url, "RETAB_MCP_SECRET_KEYS": RING, "RETAB_MCP_LOG_LEVEL": "INFO"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "retab_mcp", "--transport", "http", "--auth", "oauth", "--port", str(port), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**base, **settings, **env},
-    )
-    running = Running(process, f"http://127.0.0.1:{port}")
-    reader = threading.Thread(target=lambda: running.stderr_chunks.extend(process.stderr or []), daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(running.url + "/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, running.stderr
-        assert time.monotonic() < deadline, "the server did not become ready"
-        time.sleep(0.05)
-    try:
-        yield running
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-        reader.join(timeout=5)
+    settings = {"RETAB_API_BASE_URL": base_url, "RETAB_MCP_SECRET_KEYS": RING, **env}
+    with http_server("--auth", "oauth", *args, **settings) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
