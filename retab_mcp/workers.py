@@ -16,10 +16,11 @@ started in the same few milliseconds can still both bind: neither listens yet.
 The parent then only supervises:
 - SIGTERM or SIGINT is passed on to every worker as SIGTERM (each drains its calls, as a single
   process does) and the parent exits once they have: 0 for a clean drain.
-- A worker killed by a signal (the OOM killer, a crash) is replaced: the connections it held or
-  had queued are lost with it, the others keep serving. The replacement starts after a back-off
-  (0.5 s, doubling up to 10 s); RESTART_LIMIT deaths within RESTART_WINDOW seconds mean the workers cannot stay up, so
-  the others are stopped and the server exits 128 + the signal, one line saying why.
+- A worker killed by a signal (the OOM killer, a crash; not SIGTERM or SIGINT, which ask it to
+  stop) is replaced: the connections it held or had queued are lost with it, the others keep
+  serving. The replacement starts after a back-off (0.5 s, doubling up to 10 s); RESTART_LIMIT
+  deaths within RESTART_WINDOW seconds mean the workers cannot stay up, so the others are
+  stopped and the server exits 128 + the signal, one line saying why.
 - A worker that exits with a status (a failure at start-up, or a drain someone asked that worker
   for) stops the others, and its status is the server's.
 - Every worker gets SIGTERM, and drains, when the parent dies however it dies (even SIGKILL):
@@ -222,6 +223,10 @@ class _Supervisor:
         if self.stopping:
             self.status = self.status or status
             return
+        if -code in (signal.SIGTERM, signal.SIGINT):
+            # Asked to stop before its handlers were in place (a worker starting up drains on
+            # either once they are): a stop someone asked of that worker, not a crash.
+            code = 0
         if code >= 0:
             if code:
                 logger.error("worker %d exited with status %d: stopping the others", pid, code)
