@@ -242,9 +242,13 @@ def run_subject(noun: str, run_id: object) -> str:
     """How a message names the run a caller asked for: "edit 'edt_1'", or "edit with the id you
     sent" when that id is malformed or holds anything shaped like a key. The rule depends on the
     id alone, never on a secret, so what comes back says nothing about the key."""
-    if isinstance(run_id, str) and _QUOTABLE_ID.fullmatch(run_id) and not may_hold_key_shape(run_id):
-        return f"{noun} {run_id!r}"
-    return f"{noun} with the id you sent"
+    return f"{noun} {run_id!r}" if quotable_id(run_id) else f"{noun} with the id you sent"
+
+
+def quotable_id(run_id: object) -> bool:
+    """Whether a run id a caller sent may be written back (in a message or a log line): a valid
+    id with nothing shaped like a key in it."""
+    return isinstance(run_id, str) and bool(_QUOTABLE_ID.fullmatch(run_id)) and not may_hold_key_shape(run_id)
 
 
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]+")

@@ -77,7 +77,7 @@ from retab_mcp.admission import Gate, cut_short, handed_slot
 from retab_mcp.client import RetabClient, run_path
 from retab_mcp.config import KEY_FIX, Settings
 from retab_mcp.endpoints import BY_TOOL, EDIT, ENDPOINTS, RUN_ID_PATTERN, Endpoint, select
-from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, run_subject
+from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, quotable_id, run_subject
 from retab_mcp.hints import hint_for
 from retab_mcp.keys import call_key, caller_key
 from retab_mcp.models import KnownStatus
@@ -302,14 +302,15 @@ async def call(
     began, deadline = anyio.current_time(), state.client.deadline()
     run_id = arguments.get(endpoint.kind.id_arg) if endpoint.action != "list" else None
     secrets = [state.settings.api_key, state.settings.auth_token]
+    redactor: Redactor | None = None
     upstream = None
     try:
         api_key = api_key_for(state.settings, ctx.headers if ctx else None)
-        secrets.append(api_key)
+        redactor = Redactor([*secrets, api_key])
         # Over stateless HTTP the front already admitted the call and hands its slot over.
         async with state.gate.admitted(began, handed_slot()) as slot:
             upstream = Upstream(state.client, api_key, deadline, idle=slot.idle)
-            progress = _redacting(ctx.report_progress, Redactor(secrets)) if ctx else _no_progress
+            progress = _redacting(ctx.report_progress, redactor) if ctx else _no_progress
             with slot.scope:
                 result = await perform(endpoint, arguments, upstream, progress)
             if slot.scope.cancelled_caught:
@@ -318,10 +319,11 @@ async def call(
         result = failed(endpoint, run_id or "", failure)
     except Exception:
         # A bug here must still answer the call with an envelope; the traceback stays on stderr.
-        logger.exception("%s(%r) failed unexpectedly", endpoint.tool, run_id)
+        logger.exception("%s(%r) failed unexpectedly", endpoint.tool, run_id if quotable_id(run_id) else "?")
         bug = CallFailed(ErrorCode.INTERNAL_ERROR, "retab-mcp failed while handling the call.")
         result = failed(endpoint, run_id or "", bug)
-    result = redacted(result, Redactor(secrets))
+    # The key the call used (once it had one) is among the redactor's secrets.
+    result = redacted(result, redactor or Redactor(secrets))
     log_call(endpoint, run_id, result, upstream, started)
     return result
 
@@ -339,7 +341,9 @@ def log_call(
             {
                 "event": "tool_call",
                 "tool": endpoint.tool,
-                "id": run_id,
+                # A caller's id is written as sent only when it may be (a valid id, nothing
+                # shaped like a key): the log is no place for whatever 64 KiB a caller sends.
+                "id": run_id if run_id is None or quotable_id(run_id) else "(malformed)",
                 "outcome": error.get("code", "ok"),
                 "status": envelope.get("status"),
                 "upstream_status": upstream.http_status if upstream else None,

@@ -333,3 +333,20 @@ def test_doctor_prints_no_key_shaped_or_huge_request_id(sandbox: RunningSandbox,
     assert len(detail) < 200
     assert leaked(detail) == []
     assert "AAAAAAAA" not in detail
+
+
+@pytest.mark.anyio
+async def test_the_call_log_quotes_a_valid_id_and_never_a_malformed_or_key_shaped_one(
+    sandbox: RunningSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(api_key=KEY, base_url=sandbox.base_url, call_timeout=5)
+    sent = ["edt_unknown_9", PREFIX + RIGHT + "ZZ", "x" * 5_000]
+    with caplog.at_level(logging.INFO, logger="retab_mcp.calls"):
+        async for agent in connect(RetabMCPServer(settings), "auto"):
+            for edit_id in sent:
+                await agent.call("get_edit", {"edit_id": edit_id})
+    lines = [json.loads(record.getMessage()) for record in caplog.records if record.name == "retab_mcp.calls"]
+    # A valid id, as sent; a key-shaped one, not; one past the id pattern is refused before any call.
+    assert [line["id"] for line in lines] == ["edt_unknown_9", "(malformed)"]
+    assert PREFIX + RIGHT not in caplog.text
+    assert "x" * 200 not in caplog.text
