@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import json
 import signal
@@ -71,6 +70,7 @@ from retab_mcp.config import Settings, display_url
 from retab_mcp.endpoints import Endpoint
 from retab_mcp.errors import CallFailed
 from retab_mcp.keys import bearer_token, caller_key
+from retab_mcp.keys import fingerprint as key_fingerprint
 from retab_mcp.oauth import OAuth
 from retab_mcp.results import failed
 from retab_mcp.server import RetabMCPServer, log_call
@@ -354,10 +354,6 @@ async def _until_gone(app: ASGIApp, scope: Scope, messages: list[Message], recei
         group.cancel_scope.cancel()  # answered: the watch is over
 
 
-def _fingerprint(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
-
-
 class _Sessions:
     """Caller's-key mode with sessions: which keys may open one (Retab accepts them), and how many
     each holds, by key fingerprint (never the key).
@@ -378,13 +374,13 @@ class _Sessions:
         self._opening: Counter[str] = Counter()
 
     def owner(self, key: str) -> AuthenticatedUser:
-        fingerprint = _fingerprint(key)
+        fingerprint = key_fingerprint(key)
         return AuthenticatedUser(AccessToken(token=fingerprint, client_id=fingerprint, scopes=[]))
 
     async def opening(self, key: str, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         """`app` serving a request that may open a session, counted as one of the key's until
         its answer starts: by then the SDK has registered the session, or refused it."""
-        fingerprint = _fingerprint(key)
+        fingerprint = key_fingerprint(key)
         self._opening[fingerprint] += 1
         counted = True
 
@@ -414,7 +410,7 @@ class _Sessions:
 
     async def refusal(self, key: str, opens: bool) -> Response | None:
         """Why a request that may open a session (`opens`) or needs none is refused, or None."""
-        fingerprint = _fingerprint(key)
+        fingerprint = key_fingerprint(key)
         # No key: nothing to ask Retab; its sessions count as one caller's, and answer every
         # tool call with how to send a key.
         verdict = self._known(fingerprint) if key else True

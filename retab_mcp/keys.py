@@ -12,6 +12,7 @@ one, and which key a call uses.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from typing import Final
@@ -54,3 +55,8 @@ def call_key(server_key: str | None, headers: Mapping[str, str] | None) -> str |
     # A server key wins: then the caller's Authorization header carries the server's auth token,
     # which must never be sent to Retab.
     return server_key or caller_key(headers)
+
+
+def fingerprint(key: str) -> str:
+    """A stable digest that names a key (who holds a session, whose task it is) without it."""
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()

@@ -90,11 +90,6 @@ class KeyRing:
         return payload
 
 
-def fingerprint(value: str) -> str:
-    """A short, stable digest that names a key or a subject without revealing it."""
-    return hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:32]
-
-
 def _derive(secret: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(secret)
 

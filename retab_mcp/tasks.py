@@ -57,11 +57,11 @@ from retab_mcp.client import run_path
 from retab_mcp.config import Settings
 from retab_mcp.endpoints import BY_TOOLSET, RUN_ID, Endpoint
 from retab_mcp.errors import CallFailed, ErrorCode, bounded_line, run_subject
-from retab_mcp.keys import call_key, caller_key
+from retab_mcp.keys import call_key, caller_key, fingerprint
 from retab_mcp.models import is_terminal
 from retab_mcp.redaction import Redactor
 from retab_mcp.results import Waited, failed, redacted, succeeded
-from retab_mcp.sealing import KeyRing, fingerprint
+from retab_mcp.sealing import KeyRing
 from retab_mcp.server import AppState, api_key_for, call_log
 
 logger = logging.getLogger(__name__)
